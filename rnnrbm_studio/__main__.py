@@ -1,0 +1,3 @@
+from .cli import exit_main
+
+exit_main()

@@ -1,0 +1,60 @@
+"""The command line: `rnnrbm-studio [COMMAND]`; with no command it opens the window.
+
+Each command lives in a small module with `register(subparsers)`; they call the engine and print.
+User errors (StudioError) become one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import StudioError
+
+log = logging.getLogger("rnnrbm_studio")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import engine, live, quality
+
+    parser = argparse.ArgumentParser(
+        prog="rnnrbm-studio",
+        description="Train the RNN-RBM on MIDI files and hear it compose live. "
+                    "Without a command, opens the window with the bundled default model.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="open the window offscreen in a realistic state, save a screenshot, exit")
+    parser.add_argument("--model", metavar="MODEL", help="with no command: the model the window opens")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    engine.register(subparsers)
+    quality.register(subparsers)
+    live.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command is None:
+            from ..ui.app import run_app
+
+            return run_app(model_path=args.model, screenshot=args.screenshot)
+        return int(args.handler(args) or 0)
+    except StudioError as error:
+        print(f"rnnrbm-studio: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("rnnrbm-studio: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def exit_main() -> None:
+    sys.exit(main())

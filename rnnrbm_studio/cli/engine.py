@@ -1,0 +1,260 @@
+"""Commands over the engine: train, generate, info, export-params."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..assets import default_model_path
+from ..errors import StudioError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train a model on a MIDI folder, a MIDI file or a benchmark pickle")
+    train.add_argument("data", metavar="DATA", help="a folder of MIDI files, a .mid file, or an ICML-2012 .pickle")
+    train.add_argument("--out", required=True, help="the checkpoint to write (every epoch, atomically)")
+    train.add_argument("--epochs", type=int, default=200)
+    train.add_argument("--hidden", type=int, default=150, help="RBM hidden units (default 150)")
+    train.add_argument("--recurrent", type=int, default=100, help="RNN units (default 100)")
+    train.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
+    train.add_argument("--cd-k", type=int, default=15, help="Gibbs steps of CD-k (default 15)")
+    train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    train.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    train.add_argument("--batch-seqs", type=int, default=1,
+                       help="subsequences per update (1 = the tutorial's schedule)")
+    train.add_argument("--seq-len", type=int, default=100, help="frames per subsequence")
+    train.add_argument("--rnn-lr-scale", type=float, default=1.0, help="RNN learning rate / RBM learning rate")
+    train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
+    train.add_argument("--key-shift", type=int, default=0, help="augment: random transposition up to +-N")
+    train.add_argument("--patience", type=int, default=None,
+                       help="stop after N epochs without a better valid monitor")
+    train.add_argument("--learned-u0", action="store_true", help="learn the initial RNN state")
+    train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
+    train.add_argument("--seconds-per-step", type=float, default=None,
+                       help="use a seconds grid instead (the tutorial used 0.3)")
+    train.add_argument("--transpose", action="store_true", help="transpose MIDI input to C major / C minor")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch threads")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    train.set_defaults(handler=train_command)
+
+    generate = subparsers.add_parser("generate", help="write a generated piece to a .mid file")
+    generate.add_argument("model", nargs="?", help="a model file (default: the bundled model)")
+    generate.add_argument("--out", required=True, help="the .mid file to write")
+    generate.add_argument("--frames", type=int, default=400, help="steps to generate (default 400)")
+    generate.add_argument("--primer", help="a MIDI file whose music the piece continues")
+    generate.add_argument("--bpm", type=float, default=120.0)
+    generate.add_argument("--gibbs-steps", type=int, default=None)
+    generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1 = the model)")
+    generate.add_argument("--seed", type=int, default=None)
+    generate.set_defaults(handler=generate_command)
+
+    info = subparsers.add_parser("info", help="show a model's configuration, training progress and data settings")
+    info.add_argument("model", nargs="?", help="a model file (default: the bundled model)")
+    info.set_defaults(handler=info_command)
+
+    export = subparsers.add_parser("export-params", help="export the eight parameter arrays to .npz (float64)")
+    export.add_argument("model")
+    export.add_argument("out")
+    export.set_defaults(handler=export_params_command)
+
+
+def model_path_or_default(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    default = default_model_path()
+    if not default.exists():
+        raise StudioError(f"no model given and the bundled default model is missing ({default})")
+    return default
+
+
+# ------------------------------------------------------------------------------------ train
+def train_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..corpus import load_corpus
+    from ..model import RnnRbm, RnnRbmConfig
+    from ..pianoroll import RollSettings
+    from ..train import TrainConfig, Trainer
+
+    out = Path(args.out)
+    settings = RollSettings(steps_per_beat=args.steps_per_beat, seconds_per_step=args.seconds_per_step,
+                            transpose_to_c=args.transpose)
+    if args.resume:
+        from ..checkpoint import load_checkpoint, roll_settings_of
+
+        settings = roll_settings_of(load_checkpoint(out))
+    bar = ProgressBar(sys.stderr)
+    corpus = load_corpus(args.data, settings, progress=bar.loading)
+    bar.finish()
+    summary = corpus.summary()
+    print(f"data: {summary}; train {len(corpus.train)}, valid {len(corpus.valid)}", file=sys.stderr)
+    for skipped in corpus.skipped:
+        print(f"  skipped {skipped}", file=sys.stderr)
+    train_rolls = [p.roll for p in corpus.train]
+    valid_rolls = [p.roll for p in corpus.valid]
+    if args.resume:
+        trainer = Trainer.resume(out, train_rolls, valid_rolls, epochs=args.epochs, progress=bar.training,
+                                 data_description=str(args.data))
+        print(f"resuming after epoch {trainer.epochs_completed}", file=sys.stderr)
+    else:
+        config = RnnRbmConfig(n_hidden=args.hidden, n_hidden_recurrent=args.recurrent, cd_k=args.cd_k,
+                              learned_u0=args.learned_u0)
+        train_config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer,
+                                   momentum=args.momentum, batch_seqs=args.batch_seqs, seq_len=args.seq_len,
+                                   rnn_lr_scale=args.rnn_lr_scale, grad_clip=args.grad_clip,
+                                   key_shift=args.key_shift, patience=args.patience, seed=args.seed,
+                                   threads=args.threads)
+        torch.manual_seed(args.seed)
+        trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
+                          progress=bar.training, data_description=str(args.data))
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop_on_interrupt(signum, frame):  # first Ctrl+C: stop cleanly and keep the checkpoint
+        print("\nstopping after this update (Ctrl+C again to abort)...", file=sys.stderr)
+        trainer.request_stop()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, stop_on_interrupt)
+    try:
+        result = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.finish()
+    print(f"{result.status}: {result.message}; model in {out}", file=sys.stderr)
+    return 1 if result.status == "diverged" else 0
+
+
+class ProgressBar:
+    """One self-rewriting line on a terminal; plain lines per epoch elsewhere."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.open_line = False
+
+    def _write(self, text: str) -> None:
+        if self.interactive:
+            self.stream.write("\r\033[K" + text)
+            self.open_line = True
+        self.stream.flush()
+
+    def loading(self, done: int, total: int, name: str) -> None:
+        if self.interactive:
+            self._write(f"loading {done}/{total} {name[:40]}")
+
+    def training(self, p) -> None:
+        width = 24
+        filled = int(p.fraction * width)
+        bar = "#" * filled + "-" * (width - filled)
+        eta = _format_seconds(p.eta_seconds) if p.eta_seconds is not None else "?"
+        line = (f"[{bar}] epoch {p.epoch}/{p.epochs} {p.step}/{p.steps_in_epoch} "
+                f"{p.frames_per_second:,.0f} frames/s monitor {p.monitor:.3f} ETA {eta}")
+        if p.event == "step":
+            self._write(line)
+        elif p.event == "epoch":
+            valid = f" valid {p.valid_monitor:.3f}" if p.valid_monitor is not None else ""
+            self.finish()
+            self.stream.write(f"epoch {p.epoch}/{p.epochs}: monitor {p.monitor:.3f}{valid} "
+                              f"({p.frames_per_second:,.0f} frames/s, elapsed "
+                              f"{_format_seconds(p.elapsed_seconds)}, ETA {eta})\n")
+            self.stream.flush()
+        elif p.event == "diverged":
+            self.finish()
+            self.stream.write(p.message + "\n")
+
+    def finish(self) -> None:
+        if self.open_line:
+            self.stream.write("\n")
+            self.open_line = False
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+# --------------------------------------------------------------------------------- generate
+def generate_command(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model, roll_settings_of
+    from ..pianoroll import read_midi, roll_to_midi
+
+    path = model_path_or_default(args.model)
+    model, payload = load_model(path)
+    settings = roll_settings_of(payload)
+    primer = None
+    if args.primer:
+        primer = read_midi(args.primer, settings).roll
+    if args.frames <= 0:
+        raise StudioError("--frames must be positive")
+    if args.temperature <= 0:
+        raise StudioError("--temperature must be positive")
+    started = time.perf_counter()
+    roll = model.generate(args.frames, primer=primer, seed=args.seed, gibbs_steps=args.gibbs_steps,
+                          inverse_temperature=1.0 / args.temperature)
+    seconds = time.perf_counter() - started
+    steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
+    try:
+        roll_to_midi(roll, args.out, bpm=args.bpm, steps_per_beat=steps_per_beat)
+    except OSError as error:
+        raise StudioError(f"cannot write {args.out}: {error.strerror or error}") from None
+    notes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, roll.shape[1])), roll]), axis=0) > 0))
+    print(f"wrote {args.out}: {args.frames} steps, {notes} notes ({seconds * 1e3 / args.frames:.2f} ms per step)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- info
+def info_command(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_checkpoint, roll_settings_of
+
+    path = model_path_or_default(args.model)
+    payload = load_checkpoint(path)
+    config = payload.get("model_config", {})
+    print(f"model: {path}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in config.items()))
+    n_params = sum(v.numel() for v in payload["model_state"].values())
+    print(f"  parameters: {n_params:,}")
+    print(f"data: {payload.get('data') or '-'}")
+    print(f"  time grid: {roll_settings_of(payload).describe()}")
+    progress = payload.get("progress")
+    if progress:
+        train = payload.get("train_config", {})
+        print(f"training: {progress.get('epochs_completed', 0)}/{train.get('epochs', '?')} epochs, "
+              f"{_format_seconds(progress.get('elapsed_seconds', 0))} of training")
+        print("  " + ", ".join(f"{k} {v}" for k, v in train.items()))
+        best = progress.get("best_valid_monitor")
+        history = payload.get("history") or []
+        if history:
+            last = history[-1]
+            print(f"  last epoch: monitor {last['monitor']:.3f}"
+                  + (f", valid {last['valid_monitor']:.3f}" if last.get("valid_monitor") is not None else ""))
+        if best is not None:
+            print(f"  best valid monitor: {best:.3f}")
+    for key in ("evaluation", "recipe"):
+        if payload.get(key):
+            print(f"{key}: {payload[key]}")
+    print(f"saved: {payload.get('saved_at', '?')}")
+    return 0
+
+
+def export_params_command(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+
+    model, _ = load_model(args.model)
+    arrays = model.tutorial_arrays()
+    out = Path(args.out)
+    try:
+        with open(out, "wb") as handle:
+            np.savez(handle, **arrays)
+    except OSError as error:
+        raise StudioError(f"cannot write {out}: {error.strerror or error}") from None
+    print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+    return 0

@@ -1,0 +1,331 @@
+"""The RNN-RBM of Boulanger-Lewandowski, Bengio & Vincent (ICML 2012).
+
+At each time step t an RBM over the piano keys has time-dependent biases given by an RNN:
+
+    bv_t = bv + u_{t-1} Wuv          bh_t = bh + u_{t-1} Wuh
+    u_t  = tanh(bu + v_t Wvu + u_{t-1} Wuu),   u_0 = 0 (or a learned vector)
+
+Training minimises the mean over frames of F(v_t) - F(v*_t), the CD-k negative sample v*_t held
+constant, so the gradient flows through the biases into the RNN, exactly as the Theano tutorial
+`rnnrbm.py` does. Shapes below: B sequences, T frames, V visible units (88 keys), H hidden units,
+R recurrent units.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+# numpy's BLAS only multiplies tiny per-step matrices here (the RNN's backward pass); its worker
+# threads spin between calls and fight torch's threads for the cores, making it ~3x slower.
+threadpool_limits(1, user_api="blas")
+
+LOWEST_PIANO_KEY = 21  # A0
+N_PIANO_KEYS = 88  # A0 .. C8 (MIDI 21..108)
+
+
+@dataclass
+class RnnRbmConfig:
+    n_visible: int = N_PIANO_KEYS
+    lowest_pitch: int = LOWEST_PIANO_KEY  # MIDI note of visible unit 0
+    n_hidden: int = 150
+    n_hidden_recurrent: int = 100
+    cd_k: int = 15  # Gibbs steps of the training chain
+    gibbs_steps: int = 25  # Gibbs steps per generated frame
+    learned_u0: bool = False  # the tutorial uses u_0 = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RnnRbmConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BernoulliSampler:
+    """Bernoulli draws from numpy's SFC64 generator.
+
+    Random numbers dominate CD-k on the CPU; numpy's SFC64 fills float32 uniforms about three
+    times faster than torch's CPU generator, and a seeded sampler makes runs reproducible.
+    """
+
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.Generator(np.random.SFC64(seed))
+
+    def uniform(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        return torch.from_numpy(self.rng.random(shape, dtype=np_dtype))
+
+    def fill_uniform(self, out: torch.Tensor) -> torch.Tensor:
+        """Fill a contiguous CPU float tensor in place with U(0, 1) draws; returns it."""
+        self.rng.random(out=out.numpy(), dtype=out.numpy().dtype)
+        return out
+
+    def __call__(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """A 0/1 tensor with P(1) = probabilities, same shape and dtype."""
+        u = self.uniform(tuple(probabilities.shape), probabilities.dtype)
+        return (u < probabilities).to(probabilities.dtype)
+
+    def logistic(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Standard logistic noise L: (x + L > 0) is Bernoulli(sigmoid(x))."""
+        u = self.uniform(shape, dtype).clamp_(1e-12, 1 - 1e-7)
+        return torch.log(u) - torch.log1p(-u)
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+class RnnRbm(nn.Module):
+    def __init__(self, config: RnnRbmConfig | None = None):
+        super().__init__()
+        self.config = config = config or RnnRbmConfig()
+        V, H, R = config.n_visible, config.n_hidden, config.n_hidden_recurrent
+        self.W = nn.Parameter(torch.randn(V, H) * 0.01)
+        self.bv = nn.Parameter(torch.zeros(V))
+        self.bh = nn.Parameter(torch.zeros(H))
+        self.Wuh = nn.Parameter(torch.randn(R, H) * 1e-4)
+        self.Wuv = nn.Parameter(torch.randn(R, V) * 1e-4)
+        self.Wvu = nn.Parameter(torch.randn(V, R) * 1e-4)
+        self.Wuu = nn.Parameter(torch.randn(R, R) * 1e-4)
+        self.bu = nn.Parameter(torch.zeros(R))
+        self.u0 = nn.Parameter(torch.zeros(R)) if config.learned_u0 else None
+
+    PARAMETER_NAMES = ("W", "bv", "bh", "Wuh", "Wuv", "Wvu", "Wuu", "bu")
+
+    # ----------------------------------------------------------------------------------- RNN
+    def initial_state(self, batch_size: int | None = None) -> torch.Tensor:
+        """u_0: (R,) or (B, R)."""
+        R = self.config.n_hidden_recurrent
+        u0 = self.u0.detach() if self.u0 is not None else self.bu.new_zeros(R)
+        return u0.clone() if batch_size is None else u0.expand(batch_size, R).clone()
+
+    def recurrence(self, v: torch.Tensor, u_start: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the RNN over frames. v: (B, T, V) -> u: (B, T, R), u[:, t] = u_{t+1} (after frame t)."""
+        inputs = torch.addmm(self.bu, v.reshape(-1, v.shape[-1]), self.Wvu).reshape(*v.shape[:2], -1)
+        return TanhRecurrence.apply(inputs, self._u_start(v, u_start), self.Wuu)
+
+    def _u_start(self, v: torch.Tensor, u_start: torch.Tensor | None) -> torch.Tensor:
+        """u_0 for each sequence of v: (B, R)."""
+        if u_start is not None:
+            return u_start
+        B, R = v.shape[0], self.config.n_hidden_recurrent
+        return self.u0.expand(B, R) if self.u0 is not None else v.new_zeros(B, R)
+
+    def recurrence_reference(self, v: torch.Tensor, u_start: torch.Tensor | None = None) -> torch.Tensor:
+        """The same recurrence as a plain Python loop (for tests)."""
+        B, T, _ = v.shape
+        u_prev = self._u_start(v, u_start)
+        outputs = []
+        for t in range(T):
+            u_prev = torch.tanh(self.bu + v[:, t] @ self.Wvu + u_prev @ self.Wuu)
+            outputs.append(u_prev)
+        return torch.stack(outputs, dim=1)
+
+    def conditional_biases(self, v: torch.Tensor, u_start: torch.Tensor | None = None):
+        """Biases of each frame's RBM. v: (B, T, V) -> bv_t (B, T, V), bh_t (B, T, H), u (B, T, R)."""
+        u_start = self._u_start(v, u_start)
+        u = self.recurrence(v, u_start)  # (B, T, R)
+        u_prev = torch.cat([u_start.unsqueeze(1), u[:, :-1]], dim=1)  # (B, T, R): u_{t-1}
+        bv_t = self.bv + u_prev @ self.Wuv
+        bh_t = self.bh + u_prev @ self.Wuh
+        return bv_t, bh_t, u
+
+    # ----------------------------------------------------------------------------------- RBM
+    def free_energy(self, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor) -> torch.Tensor:
+        """F(v) = -v.bv - sum_j softplus((v W + bh)_j). v, bv: (..., V), bh: (..., H) -> (...)."""
+        return -(v * bv).sum(-1) - F.softplus(torch.addmm(bh.reshape(-1, bh.shape[-1]),
+                                                          v.reshape(-1, v.shape[-1]), self.W)
+                                              ).sum(-1).reshape(v.shape[:-1])
+
+    def hidden_probabilities(self, v: torch.Tensor, bh: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+        """p(h_j = 1 | v) = sigmoid(beta (v W + bh)_j). (N, V), (N, H) -> (N, H)."""
+        return torch.sigmoid(beta * torch.addmm(bh, v, self.W))
+
+    def visible_probabilities(self, h: torch.Tensor, bv: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+        """p(v_i = 1 | h) = sigmoid(beta (h W^T + bv)_i). (N, H), (N, V) -> (N, V)."""
+        return torch.sigmoid(beta * torch.addmm(bv, h, self.W.t()))
+
+    @torch.no_grad()
+    def gibbs_chain(self, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, steps: int,
+                    sampler: BernoulliSampler) -> torch.Tensor:
+        """k steps v -> h -> v of block Gibbs sampling from v. (N, V), (N, V), (N, H) -> (N, V)."""
+        # Two buffers reused in place: uniforms are drawn into them and compared with the
+        # probabilities (u < p becomes the 0/1 sample), so the loop allocates nothing.
+        h_buffer = v.new_empty(v.shape[0], self.config.n_hidden)
+        v_buffer = v.new_empty(v.shape)
+        for _ in range(steps):
+            p_h = torch.addmm(bh, v, self.W).sigmoid_()
+            h = sampler.fill_uniform(h_buffer).lt_(p_h)
+            p_v = torch.addmm(bv, h, self.W.t()).sigmoid_()
+            v = sampler.fill_uniform(v_buffer).lt_(p_v)
+        return v
+
+    # ------------------------------------------------------------------------------ training
+    def cd_loss(self, v: torch.Tensor, sampler: BernoulliSampler, mask: torch.Tensor | None = None,
+                k: int | None = None):
+        """CD-k cost and the tutorial's monitor for a batch of subsequences.
+
+        v: (B, T, V) binary, mask: (B, T) with 1 for real frames (padding after the end).
+        Returns (cost, monitor): cost = mean over real frames of F(v) - F(v*), differentiable;
+        monitor = mean over real frames of sum_i [v log p + (1-v) log(1-p)], p the mean of one more
+        Gibbs step from v* (the tutorial's "pseudo log-likelihood", a float).
+        """
+        k = self.config.cd_k if k is None else k
+        B, T, V = v.shape
+        bv_t, bh_t, _ = self.conditional_biases(v)
+        v_flat = v.reshape(B * T, V)
+        bv_flat = bv_t.reshape(B * T, V)
+        bh_flat = bh_t.reshape(B * T, -1)
+        if mask is not None:
+            keep = mask.reshape(-1) > 0
+            v_flat, bv_flat, bh_flat = v_flat[keep], bv_flat[keep], bh_flat[keep]
+        n_frames = v_flat.shape[0]
+        v_sample = self.gibbs_chain(v_flat, bv_flat.detach(), bh_flat.detach(), k, sampler)
+        cost = (self.free_energy(v_flat, bv_flat, bh_flat)
+                - self.free_energy(v_sample, bv_flat, bh_flat)).sum() / n_frames
+        with torch.no_grad():
+            h = sampler(self.hidden_probabilities(v_sample, bh_flat))
+            logits = torch.addmm(bv_flat, h, self.W.t())
+            # log sigmoid(x) and log(1 - sigmoid(x)) computed stably
+            monitor = (v_flat * F.logsigmoid(logits) + (1 - v_flat) * F.logsigmoid(-logits)).sum() / n_frames
+        return cost, float(monitor)
+
+    # ---------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def sample_frame(self, u_prev: torch.Tensor, sampler: BernoulliSampler, gibbs_steps: int | None = None,
+                     inverse_temperature: float = 1.0) -> torch.Tensor:
+        """One frame from the RBM conditioned on u_{t-1}. u_prev: (B, R) -> v: (B, V).
+
+        The chain starts from zeros, as in the tutorial. Each conditional draw uses logistic noise
+        (x + L > 0 is Bernoulli(sigmoid(x))), all of it drawn at once: fewer, larger operations.
+        """
+        steps = self.config.gibbs_steps if gibbs_steps is None else gibbs_steps
+        beta = float(inverse_temperature)
+        B = u_prev.shape[0]
+        V, H = self.config.n_visible, self.config.n_hidden
+        bv = (self.bv + u_prev @ self.Wuv) * beta  # (B, V)
+        bh = (self.bh + u_prev @ self.Wuh) * beta  # (B, H)
+        W = self.W * beta
+        noise_h = self.sample_logistic(sampler, (steps, B, H), u_prev.dtype).add_(bh)
+        noise_v = self.sample_logistic(sampler, (steps, B, V), u_prev.dtype).add_(bv)
+        v = u_prev.new_zeros(B, V)
+        for step in range(steps):
+            h = torch.addmm(noise_h[step], v, W).gt_(0)
+            v = torch.addmm(noise_v[step], h, W.t()).gt_(0)
+        return v
+
+    @staticmethod
+    def sample_logistic(sampler: BernoulliSampler, shape, dtype) -> torch.Tensor:
+        return sampler.logistic(tuple(shape), dtype)
+
+    @torch.no_grad()
+    def advance(self, u_prev: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """u_t from u_{t-1} and frame v_t. (B, R), (B, V) -> (B, R)."""
+        return torch.tanh(torch.addmm(self.bu + u_prev @ self.Wuu, v, self.Wvu))
+
+    @torch.no_grad()
+    def step(self, state: torch.Tensor, sampler: BernoulliSampler | None = None, gibbs_steps: int | None = None,
+             inverse_temperature: float = 1.0):
+        """Generate the next frame and the next state.
+
+        state: u_{t-1}, (R,) or (B, R). Returns (frame, state): frame (V,) or (B, V) of 0/1 floats.
+        """
+        sampler = sampler or _default_sampler()
+        single = state.dim() == 1
+        u_prev = state.unsqueeze(0) if single else state
+        v = self.sample_frame(u_prev, sampler, gibbs_steps, inverse_temperature)
+        u = self.advance(u_prev, v)
+        return (v[0], u[0]) if single else (v, u)
+
+    @torch.no_grad()
+    def prime(self, roll, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the RNN over given frames (T, V) and return the state after the last one: (R,)."""
+        frames = torch.as_tensor(np.asarray(roll), dtype=self.bu.dtype).reshape(1, -1, self.config.n_visible)
+        if frames.shape[1] == 0:
+            return self.initial_state() if state is None else state
+        u_start = None if state is None else state.reshape(1, -1)
+        return self.recurrence(frames, u_start)[0, -1].clone()
+
+    @torch.no_grad()
+    def generate(self, n_frames: int, primer=None, seed: int | None = None, gibbs_steps: int | None = None,
+                 inverse_temperature: float = 1.0) -> np.ndarray:
+        """A piano-roll (n_frames, V) of uint8, continuing `primer` (T, V) when given."""
+        sampler = BernoulliSampler(seed)
+        state = self.prime(primer) if primer is not None else self.initial_state()
+        frames = np.zeros((n_frames, self.config.n_visible), dtype=np.uint8)
+        for t in range(n_frames):
+            frame, state = self.step(state, sampler, gibbs_steps, inverse_temperature)
+            frames[t] = frame.numpy()
+        return frames
+
+    # ---------------------------------------------------------------------------- utilities
+    def tutorial_arrays(self) -> dict[str, np.ndarray]:
+        """The eight parameters in the tutorial's orientation (v @ W), float64."""
+        return {name: getattr(self, name).detach().double().numpy().copy() for name in self.PARAMETER_NAMES}
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+_SHARED_SAMPLER: BernoulliSampler | None = None
+
+
+def _default_sampler() -> BernoulliSampler:
+    global _SHARED_SAMPLER
+    if _SHARED_SAMPLER is None:
+        _SHARED_SAMPLER = BernoulliSampler()
+    return _SHARED_SAMPLER
+
+
+
+class TanhRecurrence(torch.autograd.Function):
+    """u_t = tanh(x_t + u_{t-1} Wuu) over t, with a hand-written backward pass through time.
+
+    The loop runs in numpy: at one 100-frame subsequence per update, per-operation overhead is
+    what costs, and numpy's is several times lower than autograd's. Weight gradients are taken
+    in one matrix product after the loop. x: (B, T, R), u_start: (B, R), Wuu: (R, R) -> (B, T, R).
+    """
+
+    @staticmethod
+    def forward(ctx, x, u_start, Wuu):
+        x_np = x.detach().transpose(0, 1).contiguous().numpy()  # (T, B, R)
+        w = Wuu.detach().numpy()
+        u = np.empty_like(x_np)
+        u_prev = u_start.detach().numpy()
+        for t in range(x_np.shape[0]):
+            np.dot(u_prev, w, out=u[t])
+            u[t] += x_np[t]
+            np.tanh(u[t], out=u[t])
+            u_prev = u[t]
+        ctx.save_for_backward(u_start, Wuu)
+        ctx.u = u
+        return torch.from_numpy(u).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad_u):
+        u_start, Wuu = ctx.saved_tensors
+        u = ctx.u  # (T, B, R)
+        g = grad_u.transpose(0, 1).contiguous().numpy()  # (T, B, R)
+        w_t = Wuu.detach().numpy().T
+        grad_a = np.empty_like(u)  # gradient at the tanh input of each step
+        carry = np.zeros_like(u[0])
+        for t in range(u.shape[0] - 1, -1, -1):
+            a = grad_a[t]
+            np.add(g[t], carry, out=a)
+            a *= 1.0 - u[t] * u[t]
+            carry = a @ w_t
+        u_start_np = u_start.detach().numpy()
+        u_prev = np.concatenate([u_start_np[None], u[:-1]], axis=0)  # (T, B, R)
+        R = u.shape[-1]
+        grad_w = u_prev.reshape(-1, R).T @ grad_a.reshape(-1, R)
+        grad_x = torch.from_numpy(grad_a).transpose(0, 1)
+        return grad_x, torch.from_numpy(carry), torch.from_numpy(grad_w)

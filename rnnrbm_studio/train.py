@@ -1,0 +1,365 @@
+"""The trainer: a plain object that trains an RnnRbm on piano-rolls.
+
+It reports progress through a callback, honours a stop flag within one update, writes a checkpoint
+atomically after every epoch (and on stop), resumes from one, and stops with a message, keeping the
+last good checkpoint, if the loss or the weights stop being finite.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, model_from_payload, save_checkpoint
+from .model import BernoulliSampler, RnnRbm
+from .pianoroll import RollSettings, transpose_roll
+
+log = logging.getLogger(__name__)
+
+RNN_PARAMETERS = ("Wuh", "Wuv", "Wvu", "Wuu", "bu", "u0")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    learning_rate: float = 0.001
+    optimizer: str = "sgd"  # "sgd" (the tutorial's) or "adam"
+    momentum: float = 0.0  # for sgd
+    batch_seqs: int = 1  # subsequences per update; 1 is the tutorial's schedule
+    seq_len: int = 100  # frames per subsequence
+    rnn_lr_scale: float = 1.0  # learning rate of the RNN's parameters relative to the RBM's
+    grad_clip: float | None = None  # clip the gradient's global norm
+    key_shift: int = 0  # augmentation: transpose each sequence by up to +-key_shift semitones per epoch
+    patience: int | None = None  # stop after this many epochs without a better valid monitor
+    seed: int = 0
+    threads: int | None = None  # torch threads; None leaves torch's default
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+
+
+@dataclass
+class TrainProgress:
+    event: str  # "step", "epoch", "finished", "stopped", "diverged"
+    epoch: int  # 1-based epoch in progress (or just finished)
+    epochs: int
+    step: int  # updates done in this epoch
+    steps_in_epoch: int
+    frames_per_second: float
+    loss: float  # mean CD cost over the epoch so far
+    monitor: float  # mean training monitor over the epoch so far (the tutorial's number)
+    valid_monitor: float | None = None
+    best_valid_monitor: float | None = None
+    elapsed_seconds: float = 0.0
+    eta_seconds: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        done = (self.epoch - 1) + (self.step / self.steps_in_epoch if self.steps_in_epoch else 0)
+        return min(1.0, done / self.epochs) if self.epochs else 1.0
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished", "stopped", "diverged", "early-stopped"
+    epochs_completed: int
+    message: str
+    best_valid_monitor: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model: RnnRbm, train_rolls: Sequence[np.ndarray], valid_rolls: Sequence[np.ndarray] = (),
+                 config: TrainConfig | None = None, checkpoint_path: str | Path | None = None,
+                 roll_settings: RollSettings | None = None,
+                 progress: Callable[[TrainProgress], None] | None = None, progress_interval: float = 0.1,
+                 data_description: str = ""):
+        self.model = model
+        self.config = config or TrainConfig()
+        self.train_rolls = [np.asarray(r, dtype=np.uint8) for r in train_rolls if len(r)]
+        self.valid_rolls = [torch.as_tensor(np.asarray(r), dtype=torch.float32) for r in valid_rolls if len(r)]
+        if not self.train_rolls:
+            raise ValueError("no training data: every piece is empty")
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.roll_settings = roll_settings or RollSettings()
+        self.progress = progress
+        self.progress_interval = progress_interval
+        self.data_description = data_description
+        self._stop = threading.Event()
+        self.epochs_completed = 0
+        self.history: list[dict] = []
+        self.best_valid_monitor: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.epochs_since_best = 0
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.sampler = BernoulliSampler(self.config.seed)
+        self.shuffle_rng = random.Random(self.config.seed)
+        torch.manual_seed(self.config.seed)
+        self.optimizer = self._make_optimizer()
+
+    # ----------------------------------------------------------------------------- set-up
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        config = self.config
+        rbm = [p for n, p in self.model.named_parameters() if n not in RNN_PARAMETERS]
+        rnn = [p for n, p in self.model.named_parameters() if n in RNN_PARAMETERS]
+        groups = [{"params": rbm, "lr": config.learning_rate},
+                  {"params": rnn, "lr": config.learning_rate * config.rnn_lr_scale}]
+        if config.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=config.learning_rate)
+        if config.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+        raise ValueError(f"unknown optimizer {config.optimizer!r} (choose sgd or adam)")
+
+    @classmethod
+    def resume(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=(), epochs: int | None = None,
+               progress=None, **kwargs) -> "Trainer":
+        """A trainer that continues the run saved in checkpoint_path (and keeps writing to it)."""
+        payload = load_checkpoint(checkpoint_path)
+        if "optimizer_state" not in payload:
+            raise ValueError(f"{checkpoint_path} holds a model but no training state to resume")
+        model = model_from_payload(payload, which="last")
+        model.train()
+        config = TrainConfig.from_dict(payload.get("train_config"))
+        if epochs is not None:
+            config.epochs = epochs
+        trainer = cls(model, train_rolls, valid_rolls, config, checkpoint_path,
+                      RollSettings.from_dict(payload.get("roll_settings")), progress, **kwargs)
+        trainer.optimizer.load_state_dict(payload["optimizer_state"])
+        state = payload.get("progress", {})
+        trainer.epochs_completed = int(state.get("epochs_completed", 0))
+        trainer.best_valid_monitor = state.get("best_valid_monitor")
+        trainer.epochs_since_best = int(state.get("epochs_since_best", 0))
+        trainer.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        trainer.history = list(payload.get("history", []))
+        trainer.best_state = payload.get("best_model_state")
+        rng = payload.get("rng", {})
+        if "sampler" in rng:
+            trainer.sampler.set_state(_unlist_state(rng["sampler"]))
+        if "shuffle" in rng:
+            trainer.shuffle_rng.setstate(_tuple_state(rng["shuffle"]))
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        return trainer
+
+    def request_stop(self) -> None:
+        """Ask the run to stop; it does within one update and writes a checkpoint."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    # ---------------------------------------------------------------------------- batches
+    def _epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        config = self.config
+        order = list(range(len(self.train_rolls)))
+        self.shuffle_rng.shuffle(order)
+        chunks = []
+        for index in order:
+            roll = self.train_rolls[index]
+            if config.key_shift:
+                roll = transpose_roll(roll, self.shuffle_rng.randint(-config.key_shift, config.key_shift))
+            roll = torch.from_numpy(roll.astype(np.float32))
+            chunks.extend(roll[i:i + config.seq_len] for i in range(0, roll.shape[0], config.seq_len))
+        if config.batch_seqs <= 1:  # the tutorial: sequences shuffled, subsequences in order
+            return [(chunk.unsqueeze(0), None) for chunk in chunks]
+        self.shuffle_rng.shuffle(chunks)
+        return [_pad(chunks[i:i + config.batch_seqs]) for i in range(0, len(chunks), config.batch_seqs)]
+
+    def _valid_batches(self, batch_seqs: int = 64):
+        chunks = [r[i:i + self.config.seq_len] for r in self.valid_rolls
+                  for i in range(0, r.shape[0], self.config.seq_len)]
+        return [_pad(chunks[i:i + batch_seqs]) for i in range(0, len(chunks), batch_seqs)]
+
+    # -------------------------------------------------------------------------------- run
+    def validation_monitor(self) -> float | None:
+        """The tutorial's monitor averaged over the valid frames (None without valid data)."""
+        if not self.valid_rolls:
+            return None
+        total, frames = 0.0, 0
+        with torch.no_grad():
+            for batch, mask in self._valid_batches():
+                n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
+                _, monitor = self.model.cd_loss(batch, self.sampler, mask)
+                total += monitor * n
+                frames += n
+        return total / frames
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self._stop.clear()
+        self.model.train()
+        started = time.monotonic()
+        epochs_at_start = self.epochs_completed
+        status, message = "finished", ""
+        while self.epochs_completed < config.epochs:
+            epoch = self.epochs_completed + 1
+            outcome = self._run_epoch(epoch, started, epochs_at_start)
+            if outcome is not None:
+                status, message = outcome
+                break
+            if self._should_stop_early():
+                status = "early-stopped"
+                message = (f"no better valid monitor for {config.patience} epochs; "
+                           f"best {self.best_valid_monitor:.3f}")
+                break
+        else:
+            message = f"finished {self.epochs_completed} epochs"
+        if status == "diverged":
+            self._report("diverged", self.epochs_completed + 1, 0, 0, 0.0, math.nan, math.nan, started,
+                         epochs_at_start, message=message)
+        else:
+            if status == "stopped":
+                self._save()
+            self._report(status if status != "early-stopped" else "finished", self.epochs_completed, 0, 0, 0.0,
+                         math.nan, math.nan, started, epochs_at_start, message=message)
+        log.info("training %s: %s", status, message)
+        self.model.eval()
+        return TrainResult(status, self.epochs_completed, message, self.best_valid_monitor, list(self.history))
+
+    def _run_epoch(self, epoch: int, started: float, epochs_at_start: int) -> tuple[str, str] | None:
+        batches = self._epoch_batches()
+        epoch_started = time.monotonic()
+        last_report = 0.0
+        frames = 0
+        loss_sum = monitor_sum = 0.0
+        for step, (batch, mask) in enumerate(batches, start=1):
+            if self._stop.is_set():
+                return "stopped", f"stopped during epoch {epoch}; the checkpoint holds the weights so far"
+            n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
+            cost, monitor = self.model.cd_loss(batch, self.sampler, mask)
+            if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
+                return "diverged", self._divergence_message(epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            cost.backward()
+            if self.config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                return "diverged", self._divergence_message(epoch, step)
+            frames += n
+            loss_sum += float(cost.detach()) * n
+            monitor_sum += monitor * n
+            now = time.monotonic()
+            if self.progress and now - last_report >= self.progress_interval:
+                last_report = now
+                self._report("step", epoch, step, len(batches), frames / max(now - epoch_started, 1e-9),
+                             loss_sum / frames, monitor_sum / frames, started, epochs_at_start)
+        seconds = time.monotonic() - epoch_started
+        valid = self.validation_monitor()
+        self.epochs_completed = epoch
+        if valid is not None and (self.best_valid_monitor is None or valid > self.best_valid_monitor):
+            self.best_valid_monitor = valid
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.epochs_since_best = 0
+        else:
+            self.epochs_since_best += 1
+        self.history.append({"epoch": epoch, "loss": loss_sum / frames, "monitor": monitor_sum / frames,
+                             "valid_monitor": valid, "seconds": seconds, "frames_per_second": frames / seconds})
+        self._save()
+        self._report("epoch", epoch, len(batches), len(batches), frames / seconds, loss_sum / frames,
+                     monitor_sum / frames, started, epochs_at_start, valid=valid)
+        log.info("epoch %d/%d monitor %.3f valid %s (%.1f s)", epoch, self.config.epochs, monitor_sum / frames,
+                 f"{valid:.3f}" if valid is not None else "-", seconds)
+        return None
+
+    def _should_stop_early(self) -> bool:
+        patience = self.config.patience
+        return bool(patience) and self.best_valid_monitor is not None and self.epochs_since_best >= patience
+
+    def _divergence_message(self, epoch: int, step: int) -> str:
+        kept = (f"the last good checkpoint (epoch {self.epochs_completed}) is kept"
+                if self.checkpoint_path and self.epochs_completed else "nothing was saved")
+        return (f"training diverged: the loss or the weights became NaN or infinite at epoch {epoch}, "
+                f"update {step}; {kept}. Try a lower learning rate or gradient clipping.")
+
+    def _report(self, event, epoch, step, steps, fps, loss, monitor, started, epochs_at_start, valid=None,
+                message="") -> None:
+        if not self.progress:
+            return
+        elapsed = time.monotonic() - started
+        done = (self.epochs_completed - epochs_at_start) + (step / steps if steps and event == "step" else 0)
+        remaining = self.config.epochs - self.epochs_completed - (step / steps if steps and event == "step" else 0)
+        eta = elapsed / done * remaining if done > 0 else None
+        self.progress(TrainProgress(event=event, epoch=epoch, epochs=self.config.epochs, step=step,
+                                    steps_in_epoch=steps, frames_per_second=fps, loss=loss, monitor=monitor,
+                                    valid_monitor=valid, best_valid_monitor=self.best_valid_monitor,
+                                    elapsed_seconds=self.elapsed_before + elapsed, eta_seconds=eta,
+                                    message=message))
+
+    # -------------------------------------------------------------------------- checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "model_config": self.model.config.to_dict(),
+            "model_state": self.model.state_dict(),
+            "best_model_state": self.best_state,
+            "optimizer_state": self.optimizer.state_dict(),
+            "train_config": asdict(self.config),
+            "roll_settings": self.roll_settings.to_dict(),
+            "data": self.data_description,
+            "progress": {"epochs_completed": self.epochs_completed, "best_valid_monitor": self.best_valid_monitor,
+                         "epochs_since_best": self.epochs_since_best,
+                         "elapsed_seconds": sum(h["seconds"] for h in self.history)},
+            "history": self.history,
+            "rng": {"sampler": _list_state(self.sampler.get_state()),
+                    "shuffle": _list_state(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
+        }
+
+    def _save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            log.warning("not saving non-finite weights; the last good checkpoint is kept")
+            return
+        save_checkpoint(self.checkpoint_path, self.checkpoint_payload())
+
+
+def _pad(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subsequences (T_i, V) -> batch (B, T, V) padded at the end, and mask (B, T)."""
+    length = max(c.shape[0] for c in chunks)
+    batch = chunks[0].new_zeros(len(chunks), length, chunks[0].shape[1])
+    mask = chunks[0].new_zeros(len(chunks), length)
+    for i, chunk in enumerate(chunks):
+        batch[i, :chunk.shape[0]] = chunk
+        mask[i, :chunk.shape[0]] = 1
+    return batch, mask
+
+
+def _list_state(state):
+    """RNG states as plain lists and ints, which torch.load(weights_only=True) accepts."""
+    if isinstance(state, dict):
+        return {k: _list_state(v) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return [_list_state(v) for v in state]
+    if isinstance(state, np.ndarray):
+        return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}
+    if isinstance(state, np.integer):
+        return int(state)
+    return state
+
+
+def _unlist_state(state):
+    if isinstance(state, dict):
+        if "__ndarray__" in state:
+            return np.array(state["__ndarray__"], dtype=state["dtype"])
+        return {k: _unlist_state(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_unlist_state(v) for v in state]
+    return state
+
+
+def _tuple_state(state):
+    return tuple(_tuple_state(v) for v in state) if isinstance(state, list) else state
