@@ -1,0 +1,88 @@
+"""Starting the window: `rnnrbm-studio` (and `rnnrbm-studio --screenshot out.png`)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import StudioError
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "RNN-RBM Studio"
+SCREENSHOT_PLAY_MS = 4000
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def create_application():
+    from PySide6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    return app
+
+
+def run_app(model_path: str | None = None, screenshot: str | None = None) -> int:
+    if screenshot and not _has_display():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if not _has_display():
+        raise StudioError("no display found: run it on a desktop session, or under a virtual display "
+                          "(xvfb-run -a rnnrbm-studio), or save a screenshot with --screenshot out.png")
+    from PySide6 import QtCore
+
+    from .main_window import MainWindow
+
+    app = create_application()
+    if screenshot:
+        return _screenshot(app, model_path, Path(screenshot))
+    window = MainWindow(QtCore.QSettings(), model_path)
+    window.show()
+    # Qt's loop runs in C++; a periodic no-op lets Python see Ctrl+C, which then closes the window
+    # (stopping training and sending note-offs) instead of killing the process mid-note.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QtCore.QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+    return app.exec()
+
+
+def _screenshot(app, model_path: str | None, out: Path) -> int:
+    """The window in a realistic state: the model loaded, its training curve, a few seconds played."""
+    from PySide6 import QtCore
+
+    from .live_controller import SilentPortProvider
+    from .main_window import MainWindow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = QtCore.QSettings(str(Path(scratch) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+        app.setProperty("no_dialogs", True)
+        window = MainWindow(settings, model_path, port_provider=SilentPortProvider(),
+                            models_dir=Path(scratch) / "models")
+        window.resize(1400, 860)
+        window.show()
+        if window.model is None:
+            raise StudioError("no model to show: the bundled default model is missing; pass --model MODEL")
+        window.live_panel.bpm.setValue(180)
+        window.toggle_play()
+        loop = QtCore.QEventLoop()
+        QtCore.QTimer.singleShot(SCREENSHOT_PLAY_MS, loop.quit)
+        loop.exec()
+        window.live.stop()
+        window._on_display_tick()
+        app.processEvents()
+        image = window.grab()
+        window.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not image.save(str(out)):
+        raise StudioError(f"cannot write the screenshot to {out}")
+    print(f"wrote {out} ({image.width()}x{image.height()})")
+    return 0

@@ -1,0 +1,540 @@
+"""The main window: the music, training and live panels over the scrolling piano-roll.
+
+The window owns the current model and corpus and starts workers; it holds no model or MIDI logic of
+its own. Display work happens on one timer at display rate.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import shutil
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..assets import default_model_path, resource_path
+from ..checkpoint import CheckpointError, load_checkpoint, model_from_payload, model_payload, roll_settings_of
+from ..checkpoint import save_checkpoint
+from ..corpus import Corpus
+from ..errors import StudioError
+from ..model import RnnRbm
+from ..pianoroll import MidiReadError, read_midi, roll_to_midi
+from ..train import TrainProgress, TrainResult
+from .live_controller import LiveController, PortProvider
+from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
+from .piano_roll import PianoRollView
+from .stall_monitor import StallMonitor
+from .workers import CorpusLoadWorker, TrainingWorker, WorkerHandle
+
+log = logging.getLogger(__name__)
+
+DISPLAY_INTERVAL_MS = 33  # ~30 redraws per second, whatever the playing or training rate
+MAX_RECENT_FOLDERS = 8
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    model_changed = QtCore.Signal()
+    corpus_loaded = QtCore.Signal(object)
+    training_finished = QtCore.Signal(object)
+    epoch_finished = QtCore.Signal(object)  # TrainProgress, on the GUI thread
+
+    def __init__(self, settings: QtCore.QSettings, model_path: str | Path | None = None,
+                 port_provider: PortProvider | None = None, models_dir: str | Path | None = None):
+        super().__init__()
+        self.settings = settings
+        self.models_dir = Path(models_dir) if models_dir else default_models_dir()
+        self.model: RnnRbm | None = None
+        self.model_path: Path | None = None
+        self.payload: dict = {}
+        self.corpus: Corpus | None = None
+        self.loader: WorkerHandle | None = None
+        self.training: WorkerHandle | None = None
+        self._train_after_load = False
+
+        self.setWindowTitle("RNN-RBM Studio")
+        icon = resource_path("icon.svg")
+        if icon.exists():
+            self.setWindowIcon(QtGui.QIcon(str(icon)))
+        self.setAcceptDrops(True)
+        self._build_widgets()
+        self._build_menus()
+        self.live = LiveController(port_provider, parent=self)
+        self._connect()
+        self.display_timer = QtCore.QTimer(self)
+        self.display_timer.setInterval(DISPLAY_INTERVAL_MS)
+        self.display_timer.timeout.connect(self._on_display_tick)
+        self.display_timer.start()
+        self.stall_monitor = StallMonitor(self)
+        self._restore_settings()
+        self.refresh_ports()
+        self.open_model(model_path or default_model_path(), quiet=model_path is None)
+
+    # ------------------------------------------------------------------------------ layout
+    def _build_widgets(self) -> None:
+        self.corpus_panel = CorpusPanel()
+        self.training_panel = TrainingPanel()
+        self.live_panel = LivePanel()
+        side = QtWidgets.QWidget()
+        side_layout = QtWidgets.QVBoxLayout(side)
+        for panel in (self.corpus_panel, self.training_panel, self.live_panel):
+            side_layout.addWidget(panel)
+        side_layout.addStretch(1)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(380)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.piano_roll = PianoRollView(capacity=256, title="Live")
+        self.training_plot = TrainingPlot()
+        self.pieces = QtWidgets.QListWidget()
+        self.pieces.setToolTip("Click a piece to see its piano-roll")
+        self.preview = PianoRollView(capacity=512, title="Preview")
+        pieces_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        pieces_split.addWidget(self.pieces)
+        pieces_split.addWidget(self.preview)
+        pieces_split.setSizes([220, 600])
+        self.skipped = QtWidgets.QTreeWidget()
+        self.skipped.setHeaderLabels(["File", "Why it was skipped"])
+        self.skipped.setRootIsDecorated(False)
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.addTab(self.training_plot, "Training")
+        self.tabs.addTab(pieces_split, "Pieces")
+        self.tabs.addTab(self.skipped, "Skipped files")
+
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        right.addWidget(self.piano_roll)
+        right.addWidget(self.tabs)
+        right.setSizes([420, 300])
+        main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        main.addWidget(scroll)
+        main.addWidget(right)
+        main.setStretchFactor(1, 1)
+        self.setCentralWidget(main)
+        self.model_label = QtWidgets.QLabel("")
+        self.statusBar().addPermanentWidget(self.model_label)
+        self.resize(1280, 800)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.new_action = file_menu.addAction("&New model", self.new_model, QtGui.QKeySequence.StandardKey.New)
+        self.open_action = file_menu.addAction("&Open model…", self._open_model_dialog,
+                                               QtGui.QKeySequence.StandardKey.Open)
+        self.save_action = file_menu.addAction("&Save model as…", self._save_model_dialog,
+                                               QtGui.QKeySequence.StandardKey.SaveAs)
+        file_menu.addSeparator()
+        file_menu.addAction("Open MIDI &folder…", self.corpus_panel._browse)
+        file_menu.addAction("&Export session…", self._export_session_dialog)
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        self.space_shortcut = self.live_panel.install_shortcut(self)
+
+    def _connect(self) -> None:
+        self.corpus_panel.load_requested.connect(self.load_folder)
+        self.corpus_panel.cancel_requested.connect(self.cancel_loading)
+        self.training_panel.train_requested.connect(self.start_training)
+        self.training_panel.stop_requested.connect(self.stop_training)
+        self.training_panel.resume_requested.connect(self.resume_training)
+        self.training_panel.steps_per_beat.valueChanged.connect(self._grid_changed)
+        self.pieces.currentRowChanged.connect(self._preview_piece)
+        live, panel = self.live, self.live_panel
+        panel.play_toggled.connect(self.toggle_play)
+        panel.refresh_ports_requested.connect(self.refresh_ports)
+        panel.port_chosen.connect(self._port_chosen)
+        panel.reset_requested.connect(live.reset_state)
+        panel.prime_requested.connect(self._prime_dialog)
+        panel.panic_requested.connect(live.panic)
+        panel.export_session_requested.connect(self._export_session_dialog)
+        panel.export_bars_requested.connect(self._export_bars_dialog)
+        panel.bpm.valueChanged.connect(self._tempo_changed)
+        panel.gibbs_steps.valueChanged.connect(live.set_gibbs_steps)
+        panel.temperature.valueChanged.connect(live.set_temperature)
+        live.playing_changed.connect(panel.set_playing)
+        live.error.connect(self._live_error)
+
+    # ------------------------------------------------------------------------------ model
+    def open_model(self, path: str | Path, quiet: bool = False) -> bool:
+        try:
+            payload = load_checkpoint(path)
+            model = model_from_payload(payload)
+        except CheckpointError as error:
+            if not quiet:
+                self._error(str(error))
+            else:
+                self.statusBar().showMessage(f"No model loaded: {error}")
+            return False
+        self._set_model(model, Path(path), payload)
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        return True
+
+    def new_model(self) -> None:
+        model = RnnRbm(self.training_panel.model_config())
+        self._set_model(model, None, model_payload(model, self.training_panel.roll_settings()))
+        self.statusBar().showMessage("New untrained model: load music and click Train", 5000)
+
+    def _set_model(self, model: RnnRbm, path: Path | None, payload: dict) -> None:
+        self.model, self.model_path, self.payload = model, path, payload
+        self.live.set_model(model, roll_settings_of(payload))
+        self.training_plot.set_history(payload.get("history") or [])
+        config = model.config
+        name = path.name if path else "untrained"
+        epochs = (payload.get("progress") or {}).get("epochs_completed")
+        self.model_label.setText(f"Model: {name} ({config.n_hidden}/{config.n_hidden_recurrent}"
+                                 + (f", {epochs} epochs" if epochs else "") + ")")
+        self.training_panel.checkpoint_label.setText(f"Model file: {path}" if path else "Model not saved yet")
+        self._update_training_buttons()
+        self.model_changed.emit()
+
+    def _open_model_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open model", str(self.models_dir),
+                                                        "RNN-RBM models (*.pt);;All files (*)")
+        if path:
+            self.open_model(path)
+
+    def _save_model_dialog(self) -> None:
+        if self.model is None:
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save model as", str(self.models_dir / "model.pt"),
+                                                        "RNN-RBM models (*.pt)")
+        if path:
+            self.save_model(path)
+
+    def save_model(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            if self.model_path and self.model_path.exists() and self.model_path.resolve() != path.resolve():
+                shutil.copyfile(self.model_path, path)
+            elif not self.model_path:
+                save_checkpoint(path, model_payload(self.model, roll_settings_of(self.payload)))
+        except OSError as error:
+            self._error(f"Cannot save {path}: {error.strerror or error}")
+            return
+        self.open_model(path)
+
+    # ----------------------------------------------------------------------------- corpus
+    def load_folder(self, folder: str) -> None:
+        if self.loader and self.loader.is_running():
+            return
+        if not Path(folder).exists():
+            self._error(f"No such folder: {folder}")
+            return
+        self._remember_folder(folder)
+        self.corpus_panel.set_loading(True)
+        self.corpus_panel.summary.setText(f"Loading {folder}…")
+        worker = CorpusLoadWorker(folder, self.training_panel.roll_settings())
+        worker.progress.connect(self.corpus_panel.show_progress)
+        worker.succeeded.connect(self._corpus_loaded)
+        worker.failed.connect(self._corpus_failed)
+        self.loader = WorkerHandle(worker, "corpus-loader", self)
+        self.loader.finished.connect(self._loading_done)
+        self.loader.start()
+
+    def _loading_done(self) -> None:
+        self.corpus_panel.set_loading(False)
+
+    def cancel_loading(self) -> None:
+        if self.loader:
+            self.loader.worker.cancel()
+
+    def _corpus_loaded(self, corpus: Corpus | None) -> None:
+        if corpus is None:
+            self.corpus_panel.summary.setText("Loading cancelled.")
+            return
+        self.corpus = corpus
+        summary = corpus.summary()
+        self.corpus_panel.summary.setText(
+            f"{summary.files} pieces · {summary.hours:.2f} h of music · {summary.notes_per_frame:.1f} notes per "
+            f"step · {len(corpus.train)} to train on, {len(corpus.valid)} to validate"
+            + (f" · {summary.skipped} skipped (see Skipped files)" if summary.skipped else ""))
+        self.pieces.clear()
+        for piece in corpus.pieces():
+            self.pieces.addItem(piece.name)
+        self.skipped.clear()
+        for skipped in corpus.skipped:
+            QtWidgets.QTreeWidgetItem(self.skipped, [skipped.path, skipped.reason])
+        self.skipped.resizeColumnToContents(0)
+        self.tabs.setTabText(2, f"Skipped files ({len(corpus.skipped)})")
+        self._update_training_buttons()
+        self.corpus_loaded.emit(corpus)
+        if self._train_after_load:
+            self._train_after_load = False
+            self.start_training()
+
+    def _corpus_failed(self, message: str) -> None:
+        self._train_after_load = False
+        self.corpus_panel.summary.setText(message)
+        self._error(message)
+
+    def _preview_piece(self, row: int) -> None:
+        if self.corpus is None or row < 0:
+            return
+        pieces = self.corpus.pieces()
+        if row < len(pieces):
+            self.preview.set_seconds_per_frame(60.0 / (pieces[row].bpm * self.corpus.settings.steps_per_beat))
+            self.preview.show_roll(pieces[row].roll)
+
+    def _grid_changed(self) -> None:
+        if self.corpus is not None and not (self.loader and self.loader.is_running()):
+            self.load_folder(self.corpus.source)
+
+    def _remember_folder(self, folder: str) -> None:
+        recent = [folder] + [f for f in self._recent_folders() if f != folder]
+        self.settings.setValue("recent_folders", recent[:MAX_RECENT_FOLDERS])
+        self.corpus_panel.set_recent(recent[:MAX_RECENT_FOLDERS])
+        self.corpus_panel.folder.setCurrentText(folder)
+
+    def _recent_folders(self) -> list[str]:
+        value = self.settings.value("recent_folders", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    # --------------------------------------------------------------------------- training
+    def start_training(self) -> None:
+        if self.training_running() or self.corpus is None:
+            return
+        if self.corpus.settings != self.training_panel.roll_settings():
+            self._train_after_load = True
+            self.load_folder(self.corpus.source)
+            return
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = self.models_dir / f"{Path(self.corpus.source).name or 'model'}-{stamp}.pt"
+        model = RnnRbm(self.training_panel.model_config())
+        self.training_plot.set_history([])
+        self._start_training_worker(TrainingWorker(
+            [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], path,
+            self.corpus.settings, model=model, config=self.training_panel.train_config(),
+            data_description=self.corpus.source), path)
+
+    def resume_training(self) -> None:
+        if self.training_running() or self.corpus is None or not self._can_resume():
+            return
+        epochs = max(self.training_panel.epochs.value(), self.payload["progress"]["epochs_completed"] + 1)
+        self._start_training_worker(TrainingWorker(
+            [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], self.model_path,
+            roll_settings_of(self.payload), resume=True, epochs=epochs,
+            data_description=self.corpus.source), self.model_path)
+
+    def _start_training_worker(self, worker: TrainingWorker, path: Path) -> None:
+        worker.progress.connect(self._training_progress)
+        worker.weights.connect(self._training_weights)
+        worker.succeeded.connect(self._training_done)
+        worker.failed.connect(self._training_failed)
+        self._training_path = path
+        self.training = WorkerHandle(worker, "trainer", self)
+        self.training.finished.connect(self._update_training_buttons)
+        self.training.start()
+        self.training_panel.checkpoint_label.setText(f"Checkpoint: {path}")
+        self.training_panel.status.setText("Starting…")
+        self._update_training_buttons()
+
+    def stop_training(self) -> None:
+        if self.training:
+            self.training.worker.cancel()
+            self.training_panel.status.setText("Stopping after this update…")
+
+    def training_running(self) -> bool:
+        return bool(self.training and self.training.is_running())
+
+    def _training_progress(self, progress: TrainProgress) -> None:
+        self.training_panel.show_progress(progress)
+        if progress.event == "epoch":
+            self.training_plot.add_epoch(progress)
+            self.epoch_finished.emit(progress)
+
+    def _training_weights(self, model: RnnRbm) -> None:
+        if self.live_panel.follow_training.isChecked():
+            self.live.follow_weights(model)
+
+    def _training_done(self, result: TrainResult) -> None:
+        self.training.active = False  # the work is done; the thread itself is ending
+        self.training_panel.status.setText(result.message)
+        if self._training_path.exists():
+            self.open_model(self._training_path)
+        self.training_finished.emit(result)
+
+    def _training_failed(self, message: str) -> None:
+        self.training_panel.status.setText(message)
+        self._error(message)
+
+    def _can_resume(self) -> bool:
+        progress = self.payload.get("progress") or {}
+        return bool(self.model_path and "optimizer_state" in self.payload and progress.get("epochs_completed"))
+
+    def _update_training_buttons(self) -> None:
+        self.training_panel.set_state(running=self.training_running(), can_train=self.corpus is not None,
+                                      can_resume=self._can_resume())
+
+    # ------------------------------------------------------------------------------- live
+    def refresh_ports(self) -> None:
+        names = self.live.port_names()
+        current = self.settings.value("port", "") or (names[0] if names else None)
+        self.live_panel.set_ports(names, current, self.live.no_port_help())
+
+    def _port_chosen(self, name: str) -> None:
+        self.settings.setValue("port", name)
+        if self.live.is_playing():
+            self.live.change_port(name)
+
+    def toggle_play(self) -> None:
+        if self.live.is_playing():
+            self.live.stop()
+            return
+        name = self.live_panel.port.currentText()
+        if not name:
+            self._error(self.live.no_port_help())
+            self.live_panel.set_playing(False)
+            return
+        self.settings.setValue("port", name)
+        self._tempo_changed()
+        self.live.set_gibbs_steps(self.live_panel.gibbs_steps.value())
+        self.live.set_temperature(self.live_panel.temperature.value())
+        self.live.start(name)
+
+    def _tempo_changed(self) -> None:
+        self.live.set_tempo(self.live_panel.bpm.value())
+        self.piano_roll.set_seconds_per_frame(self.live.seconds_per_step())
+
+    def _live_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        self._error(message)
+
+    def _on_display_tick(self) -> None:
+        for keys, onsets in self.live.drain_frames():
+            self.piano_roll.push(keys, onsets)
+        self.piano_roll.refresh()
+
+    def _prime_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Prime from a MIDI file", "",
+                                                        "MIDI files (*.mid *.midi *.MID);;All files (*)")
+        if path:
+            self.prime_from_file(path)
+
+    def prime_from_file(self, path: str | Path) -> None:
+        try:
+            roll = read_midi(path, roll_settings_of(self.payload)).roll
+        except MidiReadError as error:
+            self._error(f"Cannot prime from {Path(path).name}: {error}")
+            return
+        self.live.prime(roll)
+        self.statusBar().showMessage(f"Primed with {Path(path).name} ({len(roll)} steps)", 5000)
+
+    def _export_session_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export the session", "session.mid",
+                                                        "MIDI files (*.mid)")
+        if path:
+            self.export_session(path)
+
+    def export_session(self, path: str | Path) -> bool:
+        try:
+            frames = self.live.export_session(path)
+        except (StudioError, OSError, ValueError) as error:
+            self._error(f"Cannot export: {error}")
+            return False
+        self.statusBar().showMessage(f"Saved {frames} steps to {path}", 5000)
+        return True
+
+    def _export_bars_dialog(self, bars: int) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export new bars", f"generated-{bars}-bars.mid",
+                                                        "MIDI files (*.mid)")
+        if path:
+            self.export_bars(path, bars)
+
+    def export_bars(self, path: str | Path, bars: int) -> bool:
+        if self.model is None:
+            return False
+        settings = roll_settings_of(self.payload)
+        steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
+        frames = bars * 4 * steps_per_beat
+        roll = self.model.generate(frames, gibbs_steps=self.live_panel.gibbs_steps.value(),
+                                   inverse_temperature=1.0 / self.live_panel.temperature.value())
+        try:
+            roll_to_midi(roll, path, bpm=self.live_panel.bpm.value(), steps_per_beat=steps_per_beat)
+        except OSError as error:
+            self._error(f"Cannot write {path}: {error.strerror or error}")
+            return False
+        self.statusBar().showMessage(f"Saved {bars} new bars to {path}", 5000)
+        return True
+
+    # ---------------------------------------------------------------------- drag and drop
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if any(Path(url.toLocalFile()).is_dir() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        for url in event.mimeData().urls():
+            if Path(url.toLocalFile()).is_dir():
+                self.load_folder(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    # -------------------------------------------------------------------- settings, close
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        self.corpus_panel.set_recent(self._recent_folders())
+        panel = self.live_panel
+        for key, widget in (("bpm", panel.bpm), ("temperature", panel.temperature)):
+            value = self.settings.value(key)
+            if value is not None:
+                widget.setValue(float(value))
+        gibbs = self.settings.value("gibbs_steps")
+        if gibbs is not None:
+            panel.gibbs_steps.setValue(int(gibbs))
+        follow = self.settings.value("follow_training")
+        if follow is not None:
+            panel.follow_training.setChecked(str(follow).lower() == "true")
+        training = self.training_panel
+        for key, widget in (("hidden", training.hidden), ("recurrent", training.recurrent),
+                            ("cd_k", training.cd_k), ("epochs", training.epochs),
+                            ("batch_seqs", training.batch_seqs), ("steps_per_beat", training.steps_per_beat)):
+            value = self.settings.value(f"training/{key}")
+            if value is not None:
+                widget.setValue(int(value))
+        learning_rate = self.settings.value("training/learning_rate")
+        if learning_rate is not None:
+            training.learning_rate.setValue(float(learning_rate))
+        optimizer = self.settings.value("training/optimizer")
+        if optimizer:
+            training.optimizer.setCurrentText(str(optimizer))
+
+    def _save_settings(self) -> None:
+        settings, panel, training = self.settings, self.live_panel, self.training_panel
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("bpm", panel.bpm.value())
+        settings.setValue("temperature", panel.temperature.value())
+        settings.setValue("gibbs_steps", panel.gibbs_steps.value())
+        settings.setValue("follow_training", panel.follow_training.isChecked())
+        for key, widget in (("hidden", training.hidden), ("recurrent", training.recurrent),
+                            ("cd_k", training.cd_k), ("epochs", training.epochs),
+                            ("batch_seqs", training.batch_seqs), ("steps_per_beat", training.steps_per_beat),
+                            ("learning_rate", training.learning_rate)):
+            settings.setValue(f"training/{key}", widget.value())
+        settings.setValue("training/optimizer", training.optimizer.currentText())
+        settings.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""
+        self.display_timer.stop()
+        self.stall_monitor.stop()
+        self.live.shutdown()
+        if self.training:
+            self.training.cancel_and_wait()
+        if self.loader:
+            self.loader.cancel_and_wait()
+        self._save_settings()
+        self.statusBar().clearMessage()  # also stops the status bar's message timer
+        super().closeEvent(event)
+
+    def _error(self, message: str) -> None:
+        log.warning("%s", message)
+        self.statusBar().showMessage(message, 10000)
+        if not QtWidgets.QApplication.instance().property("no_dialogs"):
+            QtWidgets.QMessageBox.warning(self, "RNN-RBM Studio", message)
+
+
+def default_models_dir() -> Path:
+    base = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".local" / "share" / "rnnrbm-studio") / "models"
+
+

@@ -1,0 +1,107 @@
+"""A scrolling piano-roll: a preallocated ring buffer of frames drawn by one pyqtgraph ImageItem.
+
+Frames are pushed as they are played (any thread hands them to the window, which pushes them on
+the GUI thread); `refresh()` redraws at most once per display tick, so the cost of drawing does not
+grow with the frame rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore
+
+from ..pianoroll import LOWEST_PITCH, N_KEYS, note_name
+
+EMPTY, HELD, ONSET = 0, 1, 2
+# Colours for empty / held / newly struck keys: onsets stand out from sustained notes.
+_LOOKUP_TABLE = np.array([[24, 26, 33, 255], [72, 132, 210, 255], [255, 196, 64, 255]], dtype=np.uint8)
+
+
+class PianoRollView(pg.PlotWidget):
+    """Time runs left to right (seconds, 0 = now), keys bottom to top with note names."""
+
+    def __init__(self, capacity: int = 256, parent=None, title: str | None = None):
+        super().__init__(parent=parent, background=(24, 26, 33))
+        self.capacity = capacity
+        self._ring = np.zeros((capacity, N_KEYS), dtype=np.uint8)  # rows: frames, cols: keys
+        self._display = np.zeros_like(self._ring)
+        self._write = 0  # next row of the ring to write
+        self._count = 0  # frames pushed in all
+        self._dirty = True
+        self._seconds_per_frame = 0.25
+        self.image = pg.ImageItem(axisOrder="row-major")  # image[y=key?]: we pass (frames, keys).T
+        self.image.setLookupTable(_LOOKUP_TABLE)
+        self.addItem(self.image)
+        plot = self.getPlotItem()
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        self.setMouseEnabled(x=False, y=False)
+        plot.setLabel("bottom", "seconds")
+        if title:
+            plot.setTitle(title)
+        left = plot.getAxis("left")
+        left.setTicks([[(pitch - LOWEST_PITCH + 0.5, note_name(pitch))
+                        for pitch in range(LOWEST_PITCH, LOWEST_PITCH + N_KEYS) if pitch % 12 == 0]])
+        self.setYRange(0, N_KEYS, padding=0)
+        self._apply_geometry()
+
+    # ------------------------------------------------------------------------------ input
+    def set_seconds_per_frame(self, seconds: float) -> None:
+        if seconds > 0 and seconds != self._seconds_per_frame:
+            self._seconds_per_frame = seconds
+            self._apply_geometry()
+
+    def push(self, keys: np.ndarray, onsets: np.ndarray | None = None) -> None:
+        """Append one frame: keys (88,) 0/1, onsets (88,) bool (default: keys not held before)."""
+        keys = np.asarray(keys) > 0
+        if onsets is None:
+            previous = self._ring[(self._write - 1) % self.capacity] > 0 if self._count else np.zeros_like(keys)
+            onsets = keys & ~previous
+        row = self._ring[self._write]
+        row[:] = EMPTY
+        row[keys] = HELD
+        row[np.asarray(onsets, dtype=bool) & keys] = ONSET
+        self._write = (self._write + 1) % self.capacity
+        self._count += 1
+        self._dirty = True
+
+    def show_roll(self, roll: np.ndarray) -> None:
+        """Show a whole roll (e.g. a file's preview), its last `capacity` frames."""
+        self.clear_frames()
+        for frame in np.asarray(roll)[-self.capacity:]:
+            self.push(frame)
+        self.refresh()
+
+    def clear_frames(self) -> None:
+        self._ring[:] = EMPTY
+        self._write = 0
+        self._count = 0
+        self._dirty = True
+
+    @property
+    def frames_pushed(self) -> int:
+        return self._count
+
+    def latest_frames(self, n: int) -> np.ndarray:
+        """The last n frames pushed, oldest first, as values EMPTY/HELD/ONSET (n, 88)."""
+        n = min(n, self._count, self.capacity)
+        rows = [(self._write - n + i) % self.capacity for i in range(n)]
+        return self._ring[rows].copy()
+
+    # ---------------------------------------------------------------------------- drawing
+    def refresh(self) -> None:
+        """Redraw if anything changed since the last call (called by the window's display timer)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        # Oldest frame first: the ring from the write position on, then up to it.
+        tail = self.capacity - self._write
+        self._display[:tail] = self._ring[self._write:]
+        self._display[tail:] = self._ring[:self._write]
+        self.image.setImage(self._display.T, autoLevels=False, levels=(0, 2))
+        self._apply_geometry()
+
+    def _apply_geometry(self) -> None:
+        width = self.capacity * self._seconds_per_frame
+        self.image.setRect(QtCore.QRectF(-width, 0, width, N_KEYS))
+        self.setXRange(-width, 0, padding=0)

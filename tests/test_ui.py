@@ -1,0 +1,225 @@
+"""The window along the user's path, offscreen with pytest-qt: load, train, stop, play, export, close.
+
+Playback goes to a fake port here (a real synth is in test_ui_jack.py). No test sleeps: each waits
+on a signal or a condition.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+from rnnrbm_studio.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.model import RnnRbm, RnnRbmConfig  # noqa: E402
+from rnnrbm_studio.pianoroll import roll_to_midi  # noqa: E402
+from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
+
+from ui_helpers import FakePortProvider, assert_no_qt_leaks  # noqa: E402
+
+
+def write_corpus(folder: Path, n_files: int = 6, broken: int = 1) -> Path:
+    """Small MIDI files made with mido: rising and falling arpeggios, plus broken files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n_files):
+        roll = np.zeros((48, 88), dtype=np.uint8)
+        root = 39 + int(rng.integers(0, 5))
+        for t in range(48):
+            roll[t, root + [0, 4, 7, 12][(t // 2) % 4]] = 1
+            roll[t, root - 12] = 1
+        roll_to_midi(roll, folder / f"piece{i}.mid", steps_per_beat=2)
+    for i in range(broken):
+        (folder / f"broken{i}.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    return folder
+
+
+@pytest.fixture
+def small_model_file(tmp_path) -> Path:
+    model = RnnRbm(RnnRbmConfig(n_hidden=16, n_hidden_recurrent=8, cd_k=1, gibbs_steps=5))
+    path = tmp_path / "small.pt"
+    save_checkpoint(path, model_payload(model))
+    return path
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, small_model_file):
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    provider = FakePortProvider()
+    main = MainWindow(settings, small_model_file, port_provider=provider, models_dir=tmp_path / "models")
+    main.fake_ports = provider
+    qtbot.addWidget(main)
+    main.show()
+    yield main
+    main.close()
+    assert_no_qt_leaks(main)
+
+
+def load(qtbot, window, folder: Path):
+    with qtbot.waitSignal(window.corpus_loaded, timeout=60_000) as blocker:
+        window.load_folder(str(folder))
+    return blocker.args[0]
+
+
+def configure_small_training(window, epochs: int = 2):
+    panel = window.training_panel
+    panel.hidden.setValue(16)
+    panel.recurrent.setValue(8)
+    panel.cd_k.setValue(1)
+    panel.epochs.setValue(epochs)
+    panel.batch_seqs.setValue(4)
+
+
+def test_first_launch_loads_the_given_model(window, small_model_file):
+    assert window.model is not None
+    assert window.model_path == small_model_file
+    assert "small.pt" in window.model_label.text()
+    assert window.live_panel.play_button.isEnabled()  # the fake port is there
+
+
+def test_load_folder_summarises_and_lists_skipped_files(qtbot, window, tmp_path):
+    corpus = load(qtbot, window, write_corpus(tmp_path / "music", n_files=6, broken=2))
+    assert len(corpus.pieces()) == 6
+    assert window.pieces.count() == 6
+    assert window.skipped.topLevelItemCount() == 2
+    assert "6 pieces" in window.corpus_panel.summary.text()
+    assert "2 skipped" in window.corpus_panel.summary.text()
+    first_reason = window.skipped.topLevelItem(0).text(1)
+    assert "not a readable MIDI file" in first_reason
+    window.pieces.setCurrentRow(0)  # clicking a piece previews its roll
+    assert window.preview.frames_pushed == 48
+    assert window.training_panel.train_button.isEnabled()
+    recent = window.settings.value("recent_folders")
+    assert str(tmp_path / "music") in (recent if isinstance(recent, list) else [recent])
+
+
+def test_loading_a_folder_without_midi_says_so(qtbot, window, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    window.load_folder(str(empty))
+    qtbot.waitUntil(lambda: not window.loader.is_running(), timeout=10_000)
+    qtbot.waitUntil(lambda: "no MIDI files" in window.corpus_panel.summary.text(), timeout=5_000)
+    assert window.corpus is None
+
+
+def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    configure_small_training(window, epochs=2)
+    epochs_seen = []
+    window.epoch_finished.connect(lambda p: epochs_seen.append(p.epoch))
+    with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
+        window.training_panel.train_button.click()
+        assert window.training_panel.stop_button.isEnabled()
+    result = finished.args[0]
+    assert result.status == "finished" and result.epochs_completed == 2
+    assert epochs_seen == [1, 2]
+    assert len(window.training_plot.epochs) == 2
+    assert window.model_path is not None and window.model_path.parent == tmp_path / "models"
+    payload = load_checkpoint(window.model_path)
+    assert payload["progress"]["epochs_completed"] == 2
+    assert window.training_panel.resume_button.isEnabled()
+    assert not window.training_panel.stop_button.isEnabled()
+
+
+def test_stop_then_resume_training(qtbot, window, tmp_path):
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    configure_small_training(window, epochs=500)
+    with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
+        window.training_panel.train_button.click()
+        with qtbot.waitSignal(window.epoch_finished, timeout=60_000):
+            pass
+        window.training_panel.stop_button.click()
+    result = finished.args[0]
+    assert result.status == "stopped"
+    stopped_at = load_checkpoint(window.model_path)["progress"]["epochs_completed"]
+    assert 1 <= stopped_at < 500
+    window.training_panel.epochs.setValue(stopped_at + 1)
+    with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
+        window.training_panel.resume_button.click()
+    assert finished.args[0].status == "finished"
+    assert load_checkpoint(window.model_path)["progress"]["epochs_completed"] == stopped_at + 1
+
+
+def test_closing_mid_training_keeps_the_checkpoint(qtbot, tmp_path, small_model_file):
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    main = MainWindow(settings, small_model_file, port_provider=FakePortProvider(), models_dir=tmp_path / "models")
+    main.show()
+    load(qtbot, main, write_corpus(tmp_path / "music"))
+    configure_small_training(main, epochs=500)
+    main.training_panel.train_button.click()
+    with qtbot.waitSignal(main.epoch_finished, timeout=60_000):
+        pass
+    checkpoint = next((tmp_path / "models").glob("*.pt"))
+    main.close()  # stops training, waits for it
+    assert not main.training.is_running()
+    payload = load_checkpoint(checkpoint)
+    assert payload["progress"]["epochs_completed"] >= 1
+    model, _ = load_model(checkpoint)
+    assert all(np.isfinite(v.numpy()).all() for v in model.state_dict().values())
+    assert_no_qt_leaks(main)
+    main.deleteLater()
+
+
+def test_play_streams_frames_to_the_port_and_the_piano_roll(qtbot, window):
+    port = window.fake_ports
+    window.live_panel.bpm.setValue(400)
+    window.toggle_play()
+    assert window.live.is_playing()
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
+    window.toggle_play()
+    assert not window.live.is_playing()
+    sent = port.opened[-1].messages
+    ons = sum(1 for m in sent if m.type == "note_on" and m.velocity > 0)
+    offs = sum(1 for m in sent if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0))
+    assert ons > 0
+    assert ons <= offs  # every note-on has its note-off after stop
+    assert any(m.type == "control_change" and m.control == 123 for m in sent)  # All Notes Off
+
+
+def test_export_session_and_new_bars(qtbot, window, tmp_path):
+    window.live_panel.bpm.setValue(400)
+    window.toggle_play()
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
+    window.toggle_play()
+    session = tmp_path / "session.mid"
+    assert window.export_session(session)
+    midi = mido.MidiFile(session)
+    assert midi.length > 0
+    bars = tmp_path / "bars.mid"
+    assert window.export_bars(bars, 4)
+    midi = mido.MidiFile(bars)
+    assert midi.ticks_per_beat > 0 and len(midi.tracks) == 1
+
+
+def test_settings_persist_across_windows(qtbot, tmp_path, small_model_file):
+    settings_file = str(tmp_path / "settings.ini")
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    first = MainWindow(QtCore.QSettings(settings_file, QtCore.QSettings.Format.IniFormat), small_model_file,
+                       port_provider=FakePortProvider(), models_dir=tmp_path / "models")
+    first.live_panel.bpm.setValue(97)
+    first.training_panel.hidden.setValue(77)
+    first.close()
+    first.deleteLater()
+    second = MainWindow(QtCore.QSettings(settings_file, QtCore.QSettings.Format.IniFormat), small_model_file,
+                        port_provider=FakePortProvider(), models_dir=tmp_path / "models")
+    assert second.live_panel.bpm.value() == 97
+    assert second.training_panel.hidden.value() == 77
+    second.close()
+    second.deleteLater()
+
+
+def test_no_midi_output_explains_how_to_get_one(qtbot, tmp_path, small_model_file):
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    main = MainWindow(QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat),
+                      small_model_file, port_provider=FakePortProvider(names=[]), models_dir=tmp_path / "m")
+    qtbot.addWidget(main)
+    assert not main.live_panel.play_button.isEnabled()
+    assert main.live_panel.port_help.isVisibleTo(main)
+    assert "synth" in main.live_panel.port_help.text().lower()
+    main.close()
