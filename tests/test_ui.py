@@ -223,3 +223,111 @@ def test_no_midi_output_explains_how_to_get_one(qtbot, tmp_path, small_model_fil
     assert main.live_panel.port_help.isVisibleTo(main)
     assert "synth" in main.live_panel.port_help.text().lower()
     main.close()
+
+
+def note_balance(messages) -> int:
+    ons = sum(1 for m in messages if m.type == "note_on" and m.velocity > 0)
+    offs = sum(1 for m in messages if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0))
+    return ons - offs
+
+
+def test_space_toggles_play(qtbot, window):
+    window.live_panel.bpm.setValue(400)
+    window.space_shortcut.activated.emit()  # what pressing Space does (offscreen windows get no key focus)
+    assert window.live.is_playing()
+    assert window.live_panel.play_button.text() == "Stop"
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 2, timeout=20_000)
+    window.space_shortcut.activated.emit()
+    assert not window.live.is_playing()
+    assert window.live_panel.play_button.text() == "Play"
+    assert window.space_shortcut.key().toString() == "Space"
+
+
+def test_closing_while_playing_leaves_no_note_sounding(qtbot, tmp_path, small_model_file):
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    provider = FakePortProvider()
+    main = MainWindow(QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat),
+                      small_model_file, port_provider=provider, models_dir=tmp_path / "m")
+    main.show()
+    main.live_panel.bpm.setValue(400)
+    main.toggle_play()
+    qtbot.waitUntil(lambda: main.piano_roll.frames_pushed >= 8, timeout=20_000)
+    main.close()
+    sent = provider.opened[-1].messages
+    assert note_balance(sent) <= 0
+    assert sent[-1].type == "control_change" and sent[-1].control == 123
+    assert provider.opened[-1].closed
+    assert_no_qt_leaks(main)
+    main.deleteLater()
+
+
+def test_panic_silences_all_channels(qtbot, window):
+    window.live_panel.bpm.setValue(400)
+    window.toggle_play()
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 2, timeout=20_000)
+    window.live_panel.panic_button.click()
+    sent = window.fake_ports.opened[-1].messages
+    channels = {m.channel for m in sent if m.type == "control_change" and m.control == 123}
+    assert channels == set(range(16))
+    window.toggle_play()
+
+
+def test_prime_from_a_file_and_reset(qtbot, window, tmp_path):
+    write_corpus(tmp_path / "music", n_files=1, broken=0)
+    window.prime_from_file(tmp_path / "music" / "piece0.mid")
+    assert "Primed" in window.statusBar().currentMessage()
+    primed_state = window.live.player._played_state.clone()
+    assert primed_state.abs().sum() > 0
+    window.live_panel.reset_button.click()
+    assert window.live.player._played_state.abs().sum() == 0
+    (tmp_path / "bad.mid").write_bytes(b"not midi")
+    window.prime_from_file(tmp_path / "bad.mid")
+    assert "Cannot prime" in window.statusBar().currentMessage()
+
+
+def test_new_and_save_model(qtbot, window, tmp_path):
+    window.training_panel.hidden.setValue(12)
+    window.training_panel.recurrent.setValue(6)
+    window.new_action.trigger()
+    assert window.model.config.n_hidden == 12 and window.model_path is None
+    saved = tmp_path / "saved.pt"
+    window.save_model(saved)
+    assert window.model_path == saved
+    model, _ = load_model(saved)
+    assert model.config.n_hidden == 12 and model.config.n_hidden_recurrent == 6
+
+
+def test_dropping_a_folder_loads_it(qtbot, window, tmp_path):
+    from PySide6 import QtGui
+
+    folder = write_corpus(tmp_path / "dropped", n_files=2, broken=0)
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(folder))])
+    position = QtCore.QPointF(10, 10)
+    drop = QtGui.QDropEvent(position, QtCore.Qt.DropAction.CopyAction, mime, QtCore.Qt.MouseButton.LeftButton,
+                            QtCore.Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.corpus_loaded, timeout=30_000):
+        window.dropEvent(drop)
+    assert len(window.corpus.pieces()) == 2
+
+
+def test_playback_follows_training(qtbot, window, tmp_path):
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    configure_small_training(window, epochs=3)
+    window.live_panel.follow_training.setChecked(True)
+    window.live_panel.bpm.setValue(400)
+    window.toggle_play()
+    swapped = []
+    original = window.live.player.swap_weights
+
+    def counting_swap(source):
+        swapped.append(source)
+        original(source)
+
+    window.live.player.swap_weights = counting_swap
+    with qtbot.waitSignal(window.training_finished, timeout=120_000):
+        window.training_panel.train_button.click()
+    assert len(swapped) >= 3  # one per epoch, then the finished model
+    assert window.live.is_playing()  # the music never stopped
+    window.toggle_play()
+    assert note_balance(window.fake_ports.opened[-1].messages) <= 0

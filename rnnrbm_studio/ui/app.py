@@ -71,15 +71,12 @@ def _screenshot(app, model_path: str | None, out: Path) -> int:
         window.show()
         if window.model is None:
             raise StudioError("no model to show: the bundled default model is missing; pass --model MODEL")
-        window.live_panel.bpm.setValue(180)
+        window.live_panel.bpm.setValue(300)
         window.toggle_play()
         loop = QtCore.QEventLoop()
         QtCore.QTimer.singleShot(SCREENSHOT_PLAY_MS, loop.quit)
         loop.exec()
-        window.live.stop()
-        window._on_display_tick()
-        app.processEvents()
-        image = window.grab()
+        image = window.grab()  # while still playing: the window as a user sees it
         window.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     if not image.save(str(out)):

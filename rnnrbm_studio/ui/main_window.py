@@ -85,7 +85,7 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setMinimumWidth(380)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-        self.piano_roll = PianoRollView(capacity=256, title="Live")
+        self.piano_roll = PianoRollView(capacity=160, title="Live")
         self.training_plot = TrainingPlot()
         self.pieces = QtWidgets.QListWidget()
         self.pieces.setToolTip("Click a piece to see its piano-roll")

@@ -202,6 +202,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         return RollSettings(steps_per_beat=self.steps_per_beat.value())
 
     def set_state(self, running: bool, can_train: bool, can_resume: bool) -> None:
+        self.progress.setVisible(running or self.progress.value() > 0)
         self.train_button.setEnabled(can_train and not running)
         self.resume_button.setEnabled(can_resume and can_train and not running)
         self.stop_button.setEnabled(running)
