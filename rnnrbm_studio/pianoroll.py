@@ -96,7 +96,7 @@ def read_midi(source: str | os.PathLike | bytes, settings: RollSettings | None =
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     data = _read_bytes(source)
     try:
-        midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
+        midi = _parse_midi(data)
     except MidiReadError:
         raise
     except Exception as error:  # mido raises OSError, EOFError, ValueError, KeyError, ...
@@ -107,6 +107,36 @@ def read_midi(source: str | os.PathLike | bytes, settings: RollSettings | None =
         raise
     except Exception as error:
         raise MidiReadError(f"unusable MIDI content ({_describe(error)})") from None
+
+
+def _parse_midi(data: bytes) -> mido.MidiFile:
+    try:
+        return mido.MidiFile(file=io.BytesIO(data), clip=True)
+    except OSError as error:
+        # The SMF spec tells readers to skip chunk types they do not know; mido stops at them.
+        # Retried only after that failure, so every file mido already reads is read unchanged.
+        stripped = _without_unknown_chunks(data) if "no MTrk header" in str(error) else data
+        if stripped is data:
+            raise
+        return mido.MidiFile(file=io.BytesIO(stripped), clip=True)
+
+
+def _without_unknown_chunks(data: bytes) -> bytes:
+    """data without the complete chunks after the header whose 4-letter type is not MTrk."""
+    if data[:4] != b"MThd" or len(data) < 8:
+        return data
+    position = 8 + int.from_bytes(data[4:8], "big")
+    kept, dropped = [data[:position]], False
+    while position + 8 <= len(data):
+        name = data[position:position + 4]
+        end = position + 8 + int.from_bytes(data[position + 4:position + 8], "big")
+        if name != b"MTrk" and name.isalpha() and end <= len(data):
+            dropped = True
+        else:
+            kept.append(data[position:end])
+        position = end
+    kept.append(data[position:])
+    return b"".join(kept) if dropped else data
 
 
 def _read_bytes(source) -> bytes:

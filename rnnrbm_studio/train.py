@@ -18,9 +18,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, model_from_payload, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_from_payload, save_checkpoint
 from .model import BernoulliSampler, RnnRbm
 from .pianoroll import RollSettings, transpose_roll
+from .recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better valid monitor
     seed: int = 0
     threads: int | None = None  # torch threads; None leaves torch's default
+    # recipe options (docs/quality.md); the defaults leave the tutorial's training unchanged
+    lr_schedule: str = "constant"  # "cosine": decays to lr_min_ratio x the learning rates at the last epoch
+    lr_min_ratio: float = 0.05
+    rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling)
+    rbm_pretrain_epochs: int = 0  # first train W, bv, bh as an RBM on the frames, shuffled (CD-k)
+    pretrain_lr: float = 0.003  # Adam's learning rate in both pretraining phases
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
@@ -103,6 +110,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
         self.sampler = BernoulliSampler(self.config.seed)
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
@@ -127,7 +135,8 @@ class Trainer:
         """A trainer that continues the run saved in checkpoint_path (and keeps writing to it)."""
         payload = load_checkpoint(checkpoint_path)
         if "optimizer_state" not in payload:
-            raise ValueError(f"{checkpoint_path} holds a model but no training state to resume")
+            # a StudioError: the CLI and the app show it as one line (a ValueError was a traceback)
+            raise CheckpointError(f"{checkpoint_path} holds a model but no training state to resume")
         model = model_from_payload(payload, which="last")
         model.train()
         config = TrainConfig.from_dict(payload.get("train_config"))
@@ -142,6 +151,7 @@ class Trainer:
         trainer.epochs_since_best = int(state.get("epochs_since_best", 0))
         trainer.elapsed_before = float(state.get("elapsed_seconds", 0.0))
         trainer.history = list(payload.get("history", []))
+        trainer.pretraining = dict(payload.get("pretraining") or {})
         trainer.best_state = payload.get("best_model_state")
         rng = payload.get("rng", {})
         if "sampler" in rng:
@@ -200,11 +210,13 @@ class Trainer:
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
-        self._stop.clear()
         self.model.train()
         started = time.monotonic()
         epochs_at_start = self.epochs_completed
         status, message = "finished", ""
+        if self.epochs_completed == 0 and not self.pretraining and (config.rnn_pretrain_epochs
+                                                                     or config.rbm_pretrain_epochs):
+            self._pretrain()
         while self.epochs_completed < config.epochs:
             epoch = self.epochs_completed + 1
             outcome = self._run_epoch(epoch, started, epochs_at_start)
@@ -230,7 +242,24 @@ class Trainer:
         self.model.eval()
         return TrainResult(status, self.epochs_completed, message, self.best_valid_monitor, list(self.history))
 
+    def _pretrain(self) -> None:
+        """The recipe's pretraining phases, before epoch 1 (a resumed run does not repeat them)."""
+        config = self.config
+        if config.rbm_pretrain_epochs:
+            self.pretraining["rbm"] = pretrain_rbm(self.model, self.train_rolls, config.rbm_pretrain_epochs,
+                                                   config.pretrain_lr, self.sampler,
+                                                   np.random.default_rng(config.seed), stop=self._stop.is_set)
+        if config.rnn_pretrain_epochs:
+            self.pretraining["rnn"] = pretrain_rnn(self.model, self._epoch_batches, config.rnn_pretrain_epochs,
+                                                   config.pretrain_lr, stop=self._stop.is_set)
+        log.info("pretraining: %s", self.pretraining)
+
     def _run_epoch(self, epoch: int, started: float, epochs_at_start: int) -> tuple[str, str] | None:
+        if self.config.lr_schedule != "constant":
+            factor = learning_rate_factor(self.config.lr_schedule, epoch, self.config.epochs,
+                                          self.config.lr_min_ratio)
+            for group, base in zip(self.optimizer.param_groups, self._base_learning_rates()):
+                group["lr"] = base * factor
         batches = self._epoch_batches()
         epoch_started = time.monotonic()
         last_report = 0.0
@@ -276,6 +305,10 @@ class Trainer:
                  f"{valid:.3f}" if valid is not None else "-", seconds)
         return None
 
+    def _base_learning_rates(self) -> tuple[float, float]:
+        """The RBM's and the RNN's learning rates before any schedule (the optimiser's two groups)."""
+        return self.config.learning_rate, self.config.learning_rate * self.config.rnn_lr_scale
+
     def _should_stop_early(self) -> bool:
         patience = self.config.patience
         return bool(patience) and self.best_valid_monitor is not None and self.epochs_since_best >= patience
@@ -312,7 +345,9 @@ class Trainer:
             "data": self.data_description,
             "progress": {"epochs_completed": self.epochs_completed, "best_valid_monitor": self.best_valid_monitor,
                          "epochs_since_best": self.epochs_since_best,
-                         "elapsed_seconds": sum(h["seconds"] for h in self.history)},
+                         "elapsed_seconds": sum(h["seconds"] for h in self.history)
+                         + sum(p.get("seconds", 0.0) for p in self.pretraining.values())},
+            "pretraining": self.pretraining,
             "history": self.history,
             "rng": {"sampler": _list_state(self.sampler.get_state()),
                     "shuffle": _list_state(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},

@@ -36,6 +36,14 @@ def register(subparsers) -> None:
     train.add_argument("--patience", type=int, default=None,
                        help="stop after N epochs without a better valid monitor")
     train.add_argument("--learned-u0", action="store_true", help="learn the initial RNN state")
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                       help="cosine: decay the learning rates to --lr-min-ratio of themselves by the last epoch")
+    train.add_argument("--lr-min-ratio", type=float, default=0.05)
+    train.add_argument("--rnn-pretrain-epochs", type=int, default=0,
+                       help="first train the RNN alone to predict each frame's notes independently (exact, fast)")
+    train.add_argument("--rbm-pretrain-epochs", type=int, default=0,
+                       help="first train the RBM alone on the frames, shuffled (CD-k)")
+    train.add_argument("--pretrain-lr", type=float, default=0.003, help="Adam learning rate of the pretraining")
     train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
     train.add_argument("--seconds-per-step", type=float, default=None,
                        help="use a seconds grid instead (the tutorial used 0.3)")
@@ -50,7 +58,8 @@ def register(subparsers) -> None:
     generate.add_argument("--out", required=True, help="the .mid file to write")
     generate.add_argument("--frames", type=int, default=400, help="steps to generate (default 400)")
     generate.add_argument("--primer", help="a MIDI file whose music the piece continues")
-    generate.add_argument("--bpm", type=float, default=120.0)
+    generate.add_argument("--bpm", type=float, default=None,
+                          help="tempo (default 120, or the model's own pace if it was trained on a seconds grid)")
     generate.add_argument("--gibbs-steps", type=int, default=None)
     generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1 = the model)")
     generate.add_argument("--seed", type=int, default=None)
@@ -88,9 +97,12 @@ def train_command(args: argparse.Namespace) -> int:
     settings = RollSettings(steps_per_beat=args.steps_per_beat, seconds_per_step=args.seconds_per_step,
                             transpose_to_c=args.transpose)
     if args.resume:
-        from ..checkpoint import load_checkpoint, roll_settings_of
+        from ..checkpoint import CheckpointError, load_checkpoint, roll_settings_of
 
-        settings = roll_settings_of(load_checkpoint(out))
+        payload = load_checkpoint(out)
+        if "optimizer_state" not in payload:  # say so before loading the data, which can take minutes
+            raise CheckpointError(f"{out} holds a model but no training state to resume")
+        settings = roll_settings_of(payload)
     bar = ProgressBar(sys.stderr)
     corpus = load_corpus(args.data, settings, progress=bar.loading)
     bar.finish()
@@ -111,7 +123,9 @@ def train_command(args: argparse.Namespace) -> int:
                                    momentum=args.momentum, batch_seqs=args.batch_seqs, seq_len=args.seq_len,
                                    rnn_lr_scale=args.rnn_lr_scale, grad_clip=args.grad_clip,
                                    key_shift=args.key_shift, patience=args.patience, seed=args.seed,
-                                   threads=args.threads)
+                                   threads=args.threads, lr_schedule=args.lr_schedule,
+                                   lr_min_ratio=args.lr_min_ratio, rnn_pretrain_epochs=args.rnn_pretrain_epochs,
+                                   rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))
@@ -197,13 +211,18 @@ def generate_command(args: argparse.Namespace) -> int:
         raise StudioError("--frames must be positive")
     if args.temperature <= 0:
         raise StudioError("--temperature must be positive")
+    if args.bpm is not None and not args.bpm >= 3.6:  # else mido's ValueError on the tempo was a traceback
+        raise StudioError("--bpm must be at least 3.6 (the slowest tempo a MIDI file can hold)")
     started = time.perf_counter()
     roll = model.generate(args.frames, primer=primer, seed=args.seed, gibbs_steps=args.gibbs_steps,
                           inverse_temperature=1.0 / args.temperature)
     seconds = time.perf_counter() - started
     steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
+    # A seconds-grid model's steps last seconds_per_step: at one step per beat that is 60/s bpm
+    # (a fixed 120 bpm played a 0.3 s model 5/3 too slowly).
+    bpm = args.bpm or (60.0 / settings.seconds_per_step if settings.seconds_per_step else 120.0)
     try:
-        roll_to_midi(roll, args.out, bpm=args.bpm, steps_per_beat=steps_per_beat)
+        roll_to_midi(roll, args.out, bpm=bpm, steps_per_beat=steps_per_beat)
     except OSError as error:
         raise StudioError(f"cannot write {args.out}: {error.strerror or error}") from None
     notes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, roll.shape[1])), roll]), axis=0) > 0))

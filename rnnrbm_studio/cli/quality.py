@@ -1,5 +1,132 @@
-"""Commands measuring the model: eval."""
+"""Commands measuring the model: eval (the paper's log-likelihood and accuracy, and the tutorial's monitor)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import StudioError
+
+SPLITS = ("train", "valid", "test")
 
 
 def register(subparsers) -> None:
-    """The eval command arrives with the evaluation module."""
+    from ..evaluate import DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
+
+    ev = subparsers.add_parser(
+        "eval", help="measure a model on a corpus: log-likelihood per step (AIS), frame accuracy, monitor",
+        description="Log-likelihood per time step (nats; each frame's partition function by annealed "
+                    "importance sampling), expected frame-level accuracy (Bay et al. 2009) of the model's "
+                    "next-frame predictions, and the Theano tutorial's training monitor (not a likelihood).")
+    ev.add_argument("model", metavar="MODEL", help="a model file")
+    ev.add_argument("data", metavar="DATA", help="a benchmark .pickle, a MIDI folder or a MIDI file")
+    ev.add_argument("--split", choices=SPLITS, default="test", help="which split to measure (default test)")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--chains", type=int, default=DEFAULT_CHAINS,
+                    help=f"AIS chains per frame (default {DEFAULT_CHAINS}; 0 skips the log-likelihood)")
+    ev.add_argument("--betas", type=int, default=DEFAULT_BETAS,
+                    help=f"AIS intermediate temperatures (default {DEFAULT_BETAS})")
+    ev.add_argument("--base", choices=("marginals", "biases"), default="marginals",
+                    help="AIS base RBM: each frame's estimated marginals (default) or its visible biases")
+    ev.add_argument("--acc-samples", type=int, default=DEFAULT_ACC_SAMPLES,
+                    help=f"predictions per frame for the accuracy (default {DEFAULT_ACC_SAMPLES}; 0 skips it)")
+    ev.add_argument("--gibbs-steps", type=int, default=None,
+                    help="Gibbs steps per predicted frame (default: the model's generation setting)")
+    ev.add_argument("--pieces", type=int, default=None, help="measure only the first N pieces of the split")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--threads", type=int, default=None, help="torch threads")
+    ev.add_argument("--record", action="store_true",
+                    help="also store the result in the model file (shown by `rnnrbm-studio info`)")
+    ev.set_defaults(handler=eval_command)
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import load_checkpoint, load_model, roll_settings_of, save_checkpoint
+    from ..corpus import load_corpus
+    from ..evaluate import evaluate_model
+
+    if args.chains < 0 or args.betas < 1 or args.acc_samples < 0:
+        raise StudioError("--chains and --acc-samples must be >= 0 and --betas >= 1")
+    if args.gibbs_steps is not None and args.gibbs_steps < 1:
+        raise StudioError("--gibbs-steps must be positive")
+    if args.pieces is not None and args.pieces < 1:
+        raise StudioError("--pieces must be positive")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, payload = load_model(args.model)
+    corpus = load_corpus(args.data, roll_settings_of(payload))
+    pieces = corpus.splits[args.split][:args.pieces]
+    rolls = [p.roll for p in pieces if len(p.roll)]
+    if not rolls:
+        raise StudioError(f"the {args.split} split of {args.data} has no music to measure")
+    if rolls[0].shape[1] != model.config.n_visible:
+        raise StudioError(f"the model has {model.config.n_visible} keys but the data has {rolls[0].shape[1]}")
+    interactive = sys.stderr.isatty() and not args.json
+
+    def progress(stage: str, fraction: float) -> None:
+        if interactive:
+            sys.stderr.write(f"\r\033[K{stage} {fraction:.0%}")
+            sys.stderr.flush()
+
+    result = evaluate_model(model, rolls, args.split, chains=args.chains, n_betas=args.betas,
+                            acc_samples=args.acc_samples, seed=args.seed, gibbs_steps=args.gibbs_steps,
+                            base=args.base, progress=progress)
+    if interactive:
+        sys.stderr.write("\r\033[K")
+    values = result.to_dict()
+    values.update(model=str(args.model), data=str(args.data))
+    if args.record:
+        payload = load_checkpoint(args.model)
+        payload["evaluation"] = summary(values)
+        try:
+            save_checkpoint(args.model, payload)
+        except OSError as error:
+            raise StudioError(f"cannot write {args.model}: {error.strerror or error}") from None
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        print(format_table(values))
+    return 0
+
+
+def summary(values: dict) -> dict:
+    """The headline numbers (plain floats, ints and strings: what a checkpoint may hold)."""
+    out = {"data": Path(values["data"]).name, "split": values["split"], "frames": values["frames"],
+           "measured": time.strftime("%Y-%m-%d")}
+    ll, acc = values.get("log_likelihood"), values.get("accuracy")
+    if ll:
+        out.update(log_likelihood=round(ll["mean"], 4), log_likelihood_se=round(ll["se"], 4),
+                   ais=f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base")
+    if acc:
+        out.update(accuracy=round(acc["mean"], 4), accuracy_se=round(acc["se"], 4) if acc["se"] == acc["se"] else None,
+                   accuracy_samples=acc["samples"])
+    if values.get("monitor") is not None:
+        out["tutorial_monitor"] = round(values["monitor"], 4)
+    return out
+
+
+def format_table(values: dict) -> str:
+    lines = [f"model: {values['model']}",
+             f"data:  {values['data']} ({values['split']}: {values['pieces']} pieces, {values['frames']:,} steps)",
+             "",
+             f"{'measure':<44} {'value':>20}  details"]
+    ll, acc = values.get("log_likelihood"), values.get("accuracy")
+    if ll:
+        lines.append(f"{'log-likelihood per step, nats (AIS)':<44} {ll['mean']:>11.4f} ± {ll['se']:<6.4f}  "
+                     f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base, {ll['seconds']:.0f} s")
+        lines.append(f"{'  sure upper bound (distinct states seen)':<44} {ll['upper_bound']:>11.4f}           "
+                     f"AIS below it on {ll['frames_below_lower_bound']:.1%} of frames; "
+                     f"mean ESS {ll['mean_ess']:.1f}/{ll['chains']}")
+    if acc:
+        se = f"± {acc['se'] * 100:<5.2f}" if acc["se"] == acc["se"] else " " * 7
+        lines.append(f"{'expected frame accuracy (ACC), %':<44} {acc['mean'] * 100:>11.2f} {se}   "
+                     f"{acc['samples']} predictions per frame, {acc['gibbs_steps']} Gibbs steps, "
+                     f"{acc['seconds']:.0f} s")
+    if values.get("monitor") is not None:
+        lines.append(f"{'tutorial monitor (reconstruction, not LL)':<44} {values['monitor']:>11.4f}")
+    lines.append(f"\n{values['seconds']:.0f} s in all, seed {values['seed']}")
+    return "\n".join(lines)

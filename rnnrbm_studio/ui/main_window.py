@@ -534,7 +534,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
 
 def default_models_dir() -> Path:
-    base = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".local" / "share" / "rnnrbm-studio") / "models"
+    base = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.GenericDataLocation)
+    return Path(base or Path.home() / ".local" / "share") / "rnnrbm-studio" / "models"
 
 

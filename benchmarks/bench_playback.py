@@ -1,0 +1,169 @@
+"""Timing of live playback (not a test): how late the player's MIDI sends are, and how far ahead of
+real time generation runs, with the player alone and with a training run in the same process.
+
+For each mode it plays N frames through LivePlayer with the real clock and reports, per frame,
+send time minus deadline (p50 / p99 / max, ms); then it times model.step alone under the same load
+(ms per generated frame against the frame period). Modes:
+
+  alone         the player by itself (generator + scheduler threads)
+  training      a Trainer runs in a thread of the same process, as in the app; its weights are
+                pushed into the player every few seconds (swap_weights), as the app does each epoch
+  training-gil5 the same, but leaving Python's GIL switch interval at its default 5 ms, to show
+                why the player lowers it to 1 ms while playing
+  training-no-rt  the same as training, but with the scheduler thread at normal priority (what a
+                user gets where real-time priority is not allowed)
+
+    .venv/bin/python benchmarks/bench_playback.py --frames 400     # quick: ~2 min
+    .venv/bin/python benchmarks/bench_playback.py                  # 3000 frames per mode: ~13 min
+
+Messages go to a null port (encoded, then dropped) unless --port names a real MIDI output. The
+corpus is ../shared/data/benchmarks/Nottingham.pickle when present, else random rolls.
+Target on a 2-core machine: p99 <= 1 ms and max <= 5 ms, also while training.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rnnrbm_studio.assets import default_model_path  # noqa: E402
+from rnnrbm_studio.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.model import RnnRbm  # noqa: E402
+from rnnrbm_studio.player import LivePlayer  # noqa: E402
+from rnnrbm_studio.train import TrainConfig, Trainer  # noqa: E402
+
+SHARED = Path(os.environ.get("RNNRBM_STUDIO_SHARED_DATA", REPO.parent / "shared" / "data"))
+MODES = ("alone", "training", "training-gil5", "training-no-rt")
+
+
+class NullPort:
+    name = "null"
+
+    def send(self, message) -> None:
+        message.bytes()  # the encoding a real backend does; then nothing
+
+
+def playing_model() -> tuple[RnnRbm, str]:
+    path = default_model_path()
+    if path.exists():
+        return load_model(path)[0], f"default model {path.name}"
+    model = RnnRbm()
+    with torch.no_grad():
+        model.bv.fill_(-3.0)  # an untrained model with ~4 keys per frame, like real music
+    return model.eval(), "untrained model (bv = -3: ~4 keys per frame)"
+
+
+def training_rolls() -> tuple[list[np.ndarray], str]:
+    pickle_path = SHARED / "benchmarks" / "Nottingham.pickle"
+    if pickle_path.exists():
+        from rnnrbm_studio.corpus import load_benchmark_pickle
+
+        corpus = load_benchmark_pickle(pickle_path)
+        return [p.roll for p in corpus.train], f"Nottingham train split ({pickle_path})"
+    rng = np.random.default_rng(0)
+    return [(rng.random((300, 88)) < 0.05).astype(np.uint8) for _ in range(50)], "50 random rolls of 300 frames"
+
+
+def percentiles(values_ms: np.ndarray) -> str:
+    return (f"p50 {np.percentile(values_ms, 50):6.3f}  p99 {np.percentile(values_ms, 99):6.3f}  "
+            f"max {values_ms.max():6.3f} ms")
+
+
+def run_mode(mode: str, args, model: RnnRbm, rolls) -> dict:
+    trainer = trainer_thread = None
+    if mode.startswith("training"):
+        trainer = Trainer(RnnRbm(), rolls, config=TrainConfig(epochs=10_000, seed=1))
+        trainer_thread = threading.Thread(target=trainer.run, name="trainer", daemon=True)
+        trainer_thread.start()
+    port = NullPort()
+    if args.port:
+        from rnnrbm_studio import ports
+
+        port = ports.open_output_port(args.port)
+    stopped = threading.Event()
+    errors: list[str] = []
+    player = LivePlayer(model, port, bpm=60.0 * args.steps_per_second / 4, steps_per_beat=4, seed=0,
+                        played_buffer_size=args.frames + 100, on_error=errors.append,
+                        on_stopped=lambda reason: stopped.set(),
+                        gil_switch_interval=None if mode == "training-gil5" else 0.001,
+                        realtime_priority=mode != "training-no-rt")
+    swaps = 0
+    try:
+        player.start()
+        next_swap = time.monotonic() + args.swap_every
+        while player.frames_played < args.frames and not stopped.is_set():
+            stopped.wait(0.1)
+            if trainer is not None and time.monotonic() >= next_swap:
+                player.swap_weights(trainer.model)  # as the app does after each epoch
+                swaps += 1
+                next_swap += args.swap_every
+        player.stop()
+        frames = player.drain_played_frames()
+    finally:
+        player.stop()
+        if trainer is not None:
+            trainer.request_stop()
+            trainer_thread.join()
+        if args.port:
+            port.close()
+    lateness_ms = np.array([(f.sent_at - f.deadline) * 1000 for f in frames])
+    return {"mode": mode, "frames": len(frames), "lateness_ms": lateness_ms, "underruns": player.underruns,
+            "swaps": swaps, "generation_ms": player.generation_time_per_frame * 1000, "errors": errors,
+            "realtime": player.realtime_scheduling,
+            "notes_per_frame": float(np.mean([f.keys.sum() for f in frames])) if frames else 0.0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000, help="frames per mode (default 3000; quick: 400)")
+    parser.add_argument("--steps-per-second", type=float, default=16.0, help="frame rate (default 16)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    parser.add_argument("--swap-every", type=float, default=5.0, help="seconds between weight swaps while training")
+    parser.add_argument("--port", help="a real MIDI output to send to (default: a null port)")
+    args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}")
+
+    model, model_text = playing_model()
+    rolls, rolls_text = training_rolls() if any(m.startswith("training") for m in modes) else ([], "-")
+    period_ms = 1000.0 / args.steps_per_second
+    print(f"bench_playback: {args.frames} frames per mode at {args.steps_per_second:g} steps/s "
+          f"(period {period_ms:.1f} ms), modes {', '.join(modes)}")
+    print(f"  python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"  playing: {model_text}; port: {args.port or 'null (encode and drop)'}")
+    print(f"  training corpus: {rolls_text}; weights swapped into the player every {args.swap_every:g} s")
+    print(f"  expected duration: about {len(modes) * args.frames / args.steps_per_second / 60:.1f} min")
+    print()
+    results = []
+    for mode in modes:
+        result = run_mode(mode, args, model, rolls)
+        results.append(result)
+        late = result["lateness_ms"]
+        print(f"{mode:14s} send - deadline: {percentiles(late)}  "
+              f"(> 1 ms: {int((late > 1).sum())}, > 5 ms: {int((late > 5).sum())} of {result['frames']}; "
+              f"underruns {result['underruns']}, weight swaps {result['swaps']}, "
+              f"real-time priority {'yes' if result['realtime'] else 'no'}, "
+              f"{result['notes_per_frame']:.1f} keys/frame)")
+        print(f"{'':14s} generation (in the player): {result['generation_ms']:.3f} ms per frame = "
+              f"{period_ms / result['generation_ms']:.0f}x faster than real time (period {period_ms:.1f} ms)"
+              + (f"; errors: {result['errors']}" if result["errors"] else ""))
+        sys.stdout.flush()
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

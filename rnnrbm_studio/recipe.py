@@ -1,0 +1,113 @@
+"""Pretraining and learning-rate schedules for the RNN-RBM (options of the Trainer; issue 3).
+
+Boulanger-Lewandowski et al. (2012, section 5) initialise the RNN-RBM from simpler models:
+* the RBM (W, bv, bh) trained with CD-k on the training frames, shuffled (no time);
+* the RNN trained alone to predict the next frame. With W = 0 the RNN-RBM's frame distribution
+  is independent Bernoulli(sigmoid(bv_t)) notes: its log-likelihood is exact, so the RNN part
+  (bv, Wuv, Wvu, Wuu, bu, u0) trains by plain backpropagation, without sampling, many times faster
+  than CD-k. W is zeroed during it and restored afterwards.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import BernoulliSampler, RnnRbm
+
+log = logging.getLogger(__name__)
+
+RNN_PRETRAIN_PARAMETERS = ("bv", "Wuv", "Wvu", "Wuu", "bu", "u0")
+
+Batches = Callable[[], list]  # () -> [(batch (B, T, V), mask (B, T) or None)], one epoch, shuffled
+
+
+def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float,
+                 stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train bv and the RNN to maximise sum_t log prod_i Bernoulli(v_ti; sigmoid(bv_t,i)) (W held at 0)."""
+    started = time.monotonic()
+    params = [p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    saved_w = model.W.detach().clone()
+    losses = []
+    try:
+        with torch.no_grad():
+            model.W.zero_()  # only bv_t reaches the visible units; no gradient flows to W
+        for epoch in range(epochs):
+            total, frames = 0.0, 0
+            for batch, mask in epoch_batches():
+                if stop():
+                    break
+                bv_t, _, _ = model.conditional_biases(batch)  # (B, T, V)
+                nll = F.binary_cross_entropy_with_logits(bv_t, batch, reduction="none").sum(-1)  # (B, T)
+                if mask is not None:
+                    nll = nll * mask
+                n = int(mask.sum()) if mask is not None else nll.numel()
+                loss = nll.sum() / n
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * n
+                frames += n
+            if frames:
+                losses.append(total / frames)
+                log.info("RNN pretraining epoch %d/%d: log-likelihood %.3f per step", epoch + 1, epochs,
+                         -losses[-1])
+    finally:
+        with torch.no_grad():
+            model.W.copy_(saved_w)
+        model.zero_grad(set_to_none=True)
+    return {"epochs": len(losses), "log_likelihood": -losses[-1] if losses else None,
+            "seconds": time.monotonic() - started}
+
+
+def pretrain_rbm(model: RnnRbm, rolls: Sequence[np.ndarray], epochs: int, lr: float, sampler: BernoulliSampler,
+                 rng: np.random.Generator, batch_frames: int = 100, k: int | None = None,
+                 stop: Callable[[], bool] = lambda: False) -> dict:
+    """CD-k on the training frames in random order: W, bv, bh of an RBM with no time."""
+    started = time.monotonic()
+    k = model.config.cd_k if k is None else k
+    frames = torch.from_numpy(np.concatenate([np.asarray(r) for r in rolls if len(r)]).astype(np.float32))
+    params = [model.W, model.bv, model.bh]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    monitors = []
+    for epoch in range(epochs):
+        order = torch.from_numpy(rng.permutation(frames.shape[0]))
+        total, count = 0.0, 0
+        for start in range(0, frames.shape[0], batch_frames):
+            if stop():
+                break
+            v = frames[order[start:start + batch_frames]]  # (N, V)
+            bv = model.bv.expand(v.shape[0], -1)
+            bh = model.bh.expand(v.shape[0], -1)
+            v_sample = model.gibbs_chain(v, bv.detach(), bh.detach(), k, sampler)
+            cost = (model.free_energy(v, bv, bh) - model.free_energy(v_sample, bv, bh)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            cost.backward()
+            optimizer.step()
+            with torch.no_grad():  # the reconstruction cross-entropy, as the tutorial's monitor
+                p = model.visible_probabilities(sampler(model.hidden_probabilities(v_sample, bh)), bv)
+                total += float((v * torch.log(p.clamp_min(1e-7))
+                                + (1 - v) * torch.log((1 - p).clamp_min(1e-7))).sum())
+                count += v.shape[0]
+        if count:
+            monitors.append(total / count)
+            log.info("RBM pretraining epoch %d/%d: monitor %.3f", epoch + 1, epochs, monitors[-1])
+    model.zero_grad(set_to_none=True)
+    return {"epochs": len(monitors), "monitor": monitors[-1] if monitors else None,
+            "seconds": time.monotonic() - started}
+
+
+def learning_rate_factor(schedule: str, epoch: int, epochs: int, min_ratio: float) -> float:
+    """Multiplier of the base learning rates during epoch (1-based) of `epochs`."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":  # from 1 down to min_ratio at the last epoch
+        progress = (epoch - 1) / max(1, epochs - 1)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")

@@ -1,0 +1,188 @@
+"""Port listing and opening, without a running MIDI system (JACK is exercised in test_live_jack.py)."""
+from __future__ import annotations
+
+import mido
+import pytest
+
+from jack_synth import scale_model
+from rnnrbm_studio import ports
+from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.cli import main
+from rnnrbm_studio.ports import PortError
+
+NO_JACK = {"MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK", "JACK_DEFAULT_SERVER": "rnnrbm-no-such-server",
+           "JACK_NO_START_SERVER": "1"}
+
+
+@pytest.fixture
+def no_midi_system(monkeypatch):
+    """A real rtmidi JACK client aimed at a server that does not exist: rtmidi raises SystemError."""
+    for key, value in NO_JACK.items():
+        monkeypatch.setenv(key, value)
+
+
+class FakeBackend:
+    """Stands in for a mido.Backend: fixed port names; opening returns a recording port."""
+
+    def __init__(self, names, api="UNIX_JACK", error: Exception | None = None):
+        self.name, self.api = "fake.backend", api
+        self.names = names
+        self.error = error
+        self.opened = []
+
+    def get_output_names(self):
+        if self.error:
+            raise self.error
+        return list(self.names)
+
+    def open_output(self, name, virtual=False, client_name=None):
+        port = mido.ports.BaseOutput(name=name)  # a do-nothing output port
+        self.opened.append((name, virtual, client_name))
+        return port
+
+
+@pytest.fixture
+def fake_systems(monkeypatch):
+    def install(*backends):
+        monkeypatch.setattr(ports, "midi_systems", lambda: list(backends))
+        return backends
+    return install
+
+
+def test_no_midi_system_is_a_one_line_port_error(no_midi_system):
+    with pytest.raises(PortError) as caught:
+        ports.list_output_ports()
+    assert str(caught.value) == "no MIDI system is available (JACK: no JACK server is running)"
+    with pytest.raises(PortError):
+        ports.open_output_port("anything")
+
+
+def test_mido_backend_is_respected(monkeypatch):
+    monkeypatch.setenv("MIDO_BACKEND", "mido.backends.rtmidi/UNIX_JACK")
+    (backend,) = ports.midi_systems()
+    assert (backend.name, backend.api) == ("mido.backends.rtmidi", "UNIX_JACK")
+    assert ports.system_label(backend) == "JACK"
+
+
+def test_without_mido_backend_every_system_of_the_platform_is_tried(monkeypatch):
+    monkeypatch.delenv("MIDO_BACKEND", raising=False)
+    labels = [ports.system_label(b) for b in ports.midi_systems()]
+    import sys
+
+    if sys.platform.startswith("linux"):
+        assert labels == ["ALSA", "JACK"]
+    assert labels
+
+
+def test_reasons_name_each_failing_system(fake_systems):
+    fake_systems(FakeBackend([], "LINUX_ALSA", SystemError(
+                     "MidiOutAlsa::initialize: error creating ALSA sequencer client object.")),
+                 FakeBackend([], "UNIX_JACK", SystemError("MidiOutJack::initialize: JACK server not running?")))
+    with pytest.raises(PortError) as caught:
+        ports.list_output_ports()
+    message = str(caught.value)
+    assert "ALSA: no ALSA sequencer" in message and "JACK: no JACK server is running" in message
+    assert "\n" not in message
+
+
+def test_one_working_system_is_enough(fake_systems):
+    fake_systems(FakeBackend([], "LINUX_ALSA", SystemError("no ALSA sequencer")), FakeBackend(["synth:midi_00"]))
+    assert ports.list_output_ports() == ["synth:midi_00"]
+
+
+def test_open_by_exact_name_or_unique_part(fake_systems):
+    (backend,) = fake_systems(FakeBackend(["synth:midi_00", "Midi Through:Port-0", "other:midi_00"]))
+    assert ports.open_output_port("other:midi_00").name == "other:midi_00"
+    assert ports.open_output_port("THROUGH").name == "Midi Through:Port-0"
+    assert ports.open_output_port().name == "synth:midi_00"  # the first one
+    with pytest.raises(PortError, match="ambiguous"):
+        ports.open_output_port("midi_00")
+    with pytest.raises(PortError) as caught:
+        ports.open_output_port("fluid")
+    assert str(caught.value) == ("no MIDI output named 'fluid'; available: 'synth:midi_00', "
+                                 "'Midi Through:Port-0', 'other:midi_00'")
+
+
+def test_no_port_at_all_says_what_to_do(fake_systems):
+    fake_systems(FakeBackend([]))
+    assert ports.list_output_ports() == []
+    with pytest.raises(PortError, match="start a synth"):
+        ports.open_output_port()
+
+
+def test_virtual_port_is_named_after_the_app(fake_systems):
+    (backend,) = fake_systems(FakeBackend([]))
+    port = ports.open_output_port(virtual=True)
+    assert port.virtual and port.name == "RNN-RBM Studio"
+    assert backend.opened == [("RNN-RBM Studio", True, "RNN-RBM Studio")]
+
+
+def test_virtual_port_on_windows_mm_is_refused_clearly(fake_systems):
+    fake_systems(FakeBackend([], "WINDOWS_MM"))
+    with pytest.raises(PortError, match="virtual ports are not supported"):
+        ports.open_output_port(virtual=True)
+
+
+class FakeProbe:
+    def __init__(self, names):
+        self.names = names
+
+    def get_ports(self):
+        if isinstance(self.names, Exception):
+            raise self.names
+        return self.names
+
+
+def test_problem_reports_a_vanished_destination():
+    port = ports.OutputPort(mido.ports.BaseOutput(name="synth:midi_00"), "JACK", probe=FakeProbe(["synth:midi_00"]))
+    assert port.problem() is None
+    port._probe.names = []
+    assert port.problem() == "the MIDI output 'synth:midi_00' is gone (did the synth quit?)"
+    port._probe.names = SystemError("broken")
+    assert "cannot reach the MIDI output 'synth:midi_00'" in port.problem()
+
+
+def test_panic_sends_all_notes_off_then_every_note_off():
+    sent = []
+
+    class Port:
+        def send(self, message):
+            sent.append(message)
+
+    ports.panic(Port())
+    assert len(sent) == 16 + 16 * 128
+    assert all(m.is_cc(123) for m in sent[:16])
+    assert {(m.channel, m.note) for m in sent[16:]} == {(c, n) for c in range(16) for n in range(128)}
+
+
+def test_help_text_tells_how_to_get_an_output():
+    for words in ("FluidSynth", "JACK", "virtual port", "RNN-RBM Studio", "MIDO_BACKEND"):
+        assert words in ports.NO_PORT_HELP
+
+
+# --------------------------------------------------------------------------------- CLI
+def test_cli_ports_without_midi_system_is_one_line_and_exit_2(no_midi_system, capfd):
+    # capfd, not capsys: libjack prints on file descriptor 2 by itself, and that must be hidden too
+    assert main(["ports"]) == 2
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err == "rnnrbm-studio: error: no MIDI system is available (JACK: no JACK server is running)\n"
+
+
+def test_cli_play_without_midi_system_is_one_line_and_exit_2(no_midi_system, capfd, tmp_path):
+    model_file = tmp_path / "scale.pt"
+    save_checkpoint(model_file, model_payload(scale_model()))
+    assert main(["play", str(model_file), "--seconds", "1"]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rnnrbm-studio: error: no MIDI system is available")
+
+
+def test_cli_play_with_a_missing_model_is_one_line(capsys, tmp_path):
+    assert main(["play", str(tmp_path / "nothing.pt")]) == 2
+    assert capsys.readouterr().err.startswith("rnnrbm-studio: error: no such model file")
+
+
+def test_cli_ports_lists_names(fake_systems, capsys):
+    fake_systems(FakeBackend(["synth:midi_00", "other:in"]))
+    assert main(["ports"]) == 0
+    assert capsys.readouterr().out == "synth:midi_00\nother:in\n"

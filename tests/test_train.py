@@ -1,0 +1,354 @@
+"""The trainer: it learns, stops when asked, resumes exactly, guards against NaN, batches correctly."""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from rnnrbm_studio.checkpoint import load_checkpoint, load_model
+from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
+from rnnrbm_studio.train import TrainConfig, Trainer, TrainProgress, _pad
+
+from midi_fixtures import arpeggio_roll
+from test_model import ThresholdSampler
+
+CHORDS = ((60, 64, 67, 72), (57, 60, 64, 69))
+CHORD_KEYS = np.array(sorted(set(CHORDS[0]) | set(CHORDS[1]))) - 21
+
+
+def arpeggios(n: int = 8, frames: int = 48) -> list[np.ndarray]:
+    return [arpeggio_roll(frames + 3 * (i % 3), CHORDS[i % 2]) for i in range(n)]
+
+
+def small_model(hidden: int = 32, recurrent: int = 16, cd_k: int = 3, seed: int = 0) -> RnnRbm:
+    torch.manual_seed(seed)
+    return RnnRbm(RnnRbmConfig(n_hidden=hidden, n_hidden_recurrent=recurrent, cd_k=cd_k))
+
+
+def counting_cd_loss(model, monkeypatch) -> list[int]:
+    """Counts updates: every update computes exactly one cd_loss on the training batch."""
+    calls = []
+    original = model.cd_loss
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "cd_loss", counted)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: a second torch thread only waits for the busy core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- learning
+def test_training_learns_repeating_arpeggios():
+    rolls = arpeggios()
+    model = small_model()
+    untrained = model.generate(64, seed=0)
+    events = []
+    config = TrainConfig(epochs=8, learning_rate=0.03, optimizer="adam", batch_seqs=4, seq_len=16, seed=0)
+    result = Trainer(model, rolls, rolls[:2], config, progress=events.append, progress_interval=0).run()
+    assert result.status == "finished" and result.epochs_completed == 8
+    monitors = [h["monitor"] for h in result.history]
+    assert monitors[-1] > monitors[0] + 20, monitors  # from ~-40 to ~-2 nats per frame
+    assert monitors[-1] > -6
+    assert result.history[-1]["valid_monitor"] > -6 and result.best_valid_monitor >= result.history[-1][
+        "valid_monitor"]
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    # the generated music resembles the corpus: about one note per step, from the two chords
+    generated = model.generate(64, seed=0)
+    assert 0.5 < generated.sum(1).mean() < 2.0
+    assert generated[:, CHORD_KEYS].sum() / generated.sum() > 0.9
+    assert untrained.sum(1).mean() > 20  # before training: about half of all keys at every step
+    # progress: steps within epochs, one 'epoch' event per epoch, then 'finished'
+    kinds = [e.event for e in events]
+    assert kinds.count("epoch") == 8 and kinds[-1] == "finished" and "step" in kinds
+    epoch_events = [e for e in events if e.event == "epoch"]
+    assert [e.epoch for e in epoch_events] == list(range(1, 9))
+    assert all(isinstance(e, TrainProgress) and 0 <= e.fraction <= 1 for e in events)
+    assert epoch_events[-1].fraction == 1.0 and epoch_events[-1].valid_monitor is not None
+
+
+def test_the_tutorial_schedule_uses_one_subsequence_per_update_in_order():
+    rolls = [(np.random.default_rng(i).random((35, 88)) < 0.3).astype(np.uint8) for i in range(3)]
+    trainer = Trainer(small_model(), rolls, (), TrainConfig(seq_len=10, seed=4))
+    batches = trainer._epoch_batches()
+    assert [b.shape[1] for b, _ in batches] == [10, 10, 10, 5] * 3
+    assert all(b.shape[0] == 1 and mask is None for b, mask in batches)
+    # subsequences of a sequence come in order; the sequences in a shuffled order
+    pieces = [torch.cat([b[0] for b, _ in batches[4 * i:4 * i + 4]]) for i in range(3)]
+    matched = sorted(j for piece in pieces for j, roll in enumerate(rolls)
+                     if torch.equal(piece, torch.from_numpy(roll.astype(np.float32))))
+    assert matched == [0, 1, 2]
+
+
+def test_minibatches_cover_every_frame_once_with_a_mask():
+    rolls = [arpeggio_roll(n) for n in (23, 40, 7, 31)]
+    trainer = Trainer(small_model(), rolls, (), TrainConfig(seq_len=10, batch_seqs=3, seed=5))
+    batches = trainer._epoch_batches()
+    total = sum(len(r) for r in rolls)
+    assert sum(int(mask.sum()) for _, mask in batches) == total
+    for batch, mask in batches:
+        assert batch.shape[0] <= 3 and batch.shape[1] <= 10
+        assert not batch[mask == 0].any()  # padding is silent
+        lengths = mask.sum(1).long()
+        for row, length in zip(mask, lengths):
+            assert row[:length].all() and not row[length:].any()  # padding only at the end
+    assert sum(float(b.sum()) for b, _ in batches) == sum(float(r.sum()) for r in rolls)
+
+
+def test_padded_batches_give_the_same_cost_and_gradient_as_each_sequence_alone():
+    model = small_model(hidden=12, recurrent=7, cd_k=4, seed=3)
+    with torch.no_grad():  # weights that matter (the init is tiny)
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    generator = torch.Generator().manual_seed(0)
+    chunks = [(torch.rand(n, 88, generator=generator) < 0.2).float() for n in (10, 4, 7)]
+    sampler = ThresholdSampler()  # deterministic per frame: both layouts see the same negative phase
+    batch, mask = _pad(chunks)
+    cost, monitor = model.cd_loss(batch, sampler, mask)
+    model.zero_grad()
+    cost.backward()
+    batched_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    n_total = sum(len(c) for c in chunks)
+    expected_cost = expected_monitor = 0.0
+    expected_grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for chunk in chunks:
+        c, m = model.cd_loss(chunk.unsqueeze(0), sampler)
+        model.zero_grad()
+        c.backward()
+        weight = len(chunk) / n_total
+        expected_cost += float(c.detach()) * weight
+        expected_monitor += m * weight
+        for n, p in model.named_parameters():
+            expected_grads[n] += p.grad * weight
+    assert float(cost.detach()) == pytest.approx(expected_cost, rel=1e-5, abs=1e-6)
+    assert monitor == pytest.approx(expected_monitor, rel=1e-5)
+    for n in batched_grads:
+        torch.testing.assert_close(batched_grads[n], expected_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+    assert any(float(g.abs().max()) > 1e-3 for g in batched_grads.values())
+
+
+def test_padded_batches_match_in_expectation_with_real_sampling():
+    """With the real sampler the batched and per-sequence costs agree on average."""
+    model = small_model(hidden=12, recurrent=7, cd_k=2, seed=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    generator = torch.Generator().manual_seed(1)
+    chunks = [(torch.rand(n, 88, generator=generator) < 0.2).float() for n in (12, 5)]
+    batch, mask = _pad(chunks)
+    sampler = BernoulliSampler(0)
+    # many copies of the batch in one call: 200 independent chains per frame at the cost of one call
+    copies = 200
+    with torch.no_grad():
+        batched = float(model.cd_loss(batch.repeat(copies, 1, 1), sampler, mask.repeat(copies, 1))[0])
+        separate = sum(float(model.cd_loss(c.unsqueeze(0).repeat(copies, 1, 1), sampler)[0]) * len(c)
+                       for c in chunks) / 17
+        spread = np.std([float(model.cd_loss(batch, sampler, mask)[0]) for _ in range(50)]) / np.sqrt(copies)
+    assert abs(batched - separate) < 5 * spread + 1e-3, (batched, separate, spread)
+
+
+# ------------------------------------------------------------------------------- stopping
+def test_stop_from_the_progress_callback_takes_effect_within_one_update(tmp_path, monkeypatch):
+    model = small_model()
+    updates = counting_cd_loss(model, monkeypatch)
+    events = []
+    trainer = None
+
+    def progress(p):
+        events.append(p)
+        if p.event == "step" and p.step == 3:
+            trainer.request_stop()
+
+    trainer = Trainer(model, arpeggios(), (), TrainConfig(epochs=5, seq_len=8, seed=0), tmp_path / "run.pt",
+                      progress=progress, progress_interval=0)
+    result = trainer.run()
+    assert result.status == "stopped" and len(updates) == 3
+    assert result.epochs_completed == 0 and "stopped during epoch 1" in result.message
+    assert events[-1].event == "stopped"
+    payload = load_checkpoint(tmp_path / "run.pt")  # the weights so far are saved
+    assert payload["progress"]["epochs_completed"] == 0
+    saved, _ = load_model(tmp_path / "run.pt", which="last")
+    for name, p in model.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], p), name
+
+
+def test_stop_from_another_thread_takes_effect_within_one_update(tmp_path, monkeypatch):
+    model = small_model()
+    updates = counting_cd_loss(model, monkeypatch)
+    reached_step_2 = threading.Event()
+    stop_requested = threading.Event()
+    trainer = Trainer(model, arpeggios(), (), TrainConfig(epochs=5, seq_len=8, seed=0), tmp_path / "run.pt",
+                      progress=lambda p: _pause_at_step_2(p, reached_step_2, stop_requested),
+                      progress_interval=0)
+
+    def stopper():
+        reached_step_2.wait(timeout=60)
+        trainer.request_stop()
+        stop_requested.set()
+
+    thread = threading.Thread(target=stopper, name="stopper")
+    thread.start()
+    result = trainer.run()
+    thread.join(timeout=60)
+    assert result.status == "stopped" and len(updates) == 2
+    assert trainer.stop_requested
+    assert load_checkpoint(tmp_path / "run.pt")["progress"]["epochs_completed"] == 0
+
+
+def _pause_at_step_2(progress, reached, released):
+    """Hold the training loop at step 2 until the other thread has asked it to stop."""
+    if progress.event == "step" and progress.step == 2 and not reached.is_set():
+        reached.set()
+        assert released.wait(timeout=60)
+
+
+def test_training_in_a_background_thread_stops_from_the_main_thread(tmp_path):
+    first_step = threading.Event()
+    trainer = Trainer(small_model(), arpeggios(), (), TrainConfig(epochs=1000, seq_len=8, seed=0),
+                      tmp_path / "run.pt", progress=lambda p: first_step.set(), progress_interval=0)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(trainer.run()), name="trainer")
+    thread.start()
+    assert first_step.wait(timeout=60)
+    trainer.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert results[0].status == "stopped" and results[0].epochs_completed < 1000
+    load_checkpoint(tmp_path / "run.pt")
+
+
+# -------------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("optimizer,batch_seqs,momentum", [("adam", 3, 0.0), ("sgd", 1, 0.9)])
+def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optimizer, batch_seqs, momentum):
+    rolls = arpeggios(6, 40)
+    valid = arpeggios(2, 20)
+    config = dict(learning_rate=0.01, optimizer=optimizer, batch_seqs=batch_seqs, momentum=momentum,
+                  seq_len=16, seed=3, key_shift=2)  # key_shift: the shuffle RNG matters too
+
+    straight = Trainer(small_model(16, 8, 2), rolls, valid, TrainConfig(epochs=4, **config), tmp_path / "full.pt")
+    straight.run()
+
+    first = Trainer(small_model(16, 8, 2), rolls, valid, TrainConfig(epochs=2, **config), tmp_path / "half.pt")
+    assert first.run().epochs_completed == 2
+    resumed = Trainer.resume(tmp_path / "half.pt", rolls, valid, epochs=4)
+    assert resumed.epochs_completed == 2 and len(resumed.history) == 2
+    assert resumed.optimizer.state_dict()["state"], "the optimiser state was not restored"
+    result = resumed.run()
+    assert result.status == "finished" and result.epochs_completed == 4 and len(result.history) == 4
+
+    for name, p in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], p), f"{name} differs after resume"
+    for key in ("epoch", "loss", "monitor", "valid_monitor"):
+        assert [h[key] for h in resumed.history] == [h[key] for h in straight.history], key
+    assert resumed.best_valid_monitor == straight.best_valid_monitor
+    payload = load_checkpoint(tmp_path / "half.pt")  # the resumed run keeps writing the same file
+    assert payload["progress"]["epochs_completed"] == 4 and payload["train_config"]["epochs"] == 4
+
+
+def test_resume_after_a_stop_continues_from_the_saved_weights(tmp_path):
+    rolls = arpeggios(4, 32)
+    trainer = None
+
+    def stop_at_step_2(p):
+        if p.event == "step" and p.step == 2:
+            trainer.request_stop()
+
+    trainer = Trainer(small_model(16, 8, 2), rolls, (), TrainConfig(epochs=2, seq_len=8, seed=1),
+                      tmp_path / "run.pt", progress=stop_at_step_2, progress_interval=0)
+    assert trainer.run().status == "stopped"
+    stopped_weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    resumed = Trainer.resume(tmp_path / "run.pt", rolls)
+    for name, value in stopped_weights.items():
+        assert torch.equal(resumed.model.state_dict()[name], value)
+    result = resumed.run()
+    assert result.status == "finished" and result.epochs_completed == 2
+
+
+def test_resume_refuses_a_file_without_training_state(tmp_path):
+    from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+    from rnnrbm_studio.errors import StudioError
+
+    save_checkpoint(tmp_path / "model.pt", model_payload(small_model()))
+    with pytest.raises(StudioError, match="no training state"):
+        Trainer.resume(tmp_path / "model.pt", arpeggios())
+
+
+# ------------------------------------------------------------------------------- NaN guard
+def test_a_nan_gradient_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = small_model()
+    events = []
+    after_epoch_1 = {}
+
+    def progress(p):
+        events.append(p)
+        if p.event == "epoch" and p.epoch == 1:  # poison every later gradient of W
+            after_epoch_1.update({k: v.clone() for k, v in model.state_dict().items()})
+            model.W.register_hook(lambda grad: grad * math.nan)
+
+    result = Trainer(model, arpeggios(), (), TrainConfig(epochs=4, seq_len=8, seed=0), tmp_path / "run.pt",
+                     progress=progress).run()
+    assert result.status == "diverged" and result.epochs_completed == 1
+    assert "epoch 2, update 1" in result.message and "last good checkpoint (epoch 1) is kept" in result.message
+    assert events[-1].event == "diverged" and events[-1].message == result.message
+    assert not torch.isfinite(model.W).all()  # the guard fired for a real reason
+    saved, payload = load_model(tmp_path / "run.pt", which="last")
+    assert payload["progress"]["epochs_completed"] == 1
+    for name, p in saved.state_dict().items():
+        assert torch.isfinite(p).all() and torch.equal(p, after_epoch_1[name]), name
+
+
+def test_a_nan_loss_stops_training_before_the_update(tmp_path, monkeypatch):
+    model = small_model()
+    original = model.cd_loss
+    calls = []
+
+    def nan_on_the_fifth(*args, **kwargs):
+        calls.append(1)
+        cost, monitor = original(*args, **kwargs)
+        return (cost * math.nan, monitor) if len(calls) == 5 else (cost, monitor)
+
+    monkeypatch.setattr(model, "cd_loss", nan_on_the_fifth)
+    # 3 updates per epoch (24 frames, 8 per update, no valid data): the fifth is epoch 2, update 2
+    trainer = Trainer(model, [arpeggio_roll(24)], (), TrainConfig(epochs=10, seq_len=8, seed=0), tmp_path / "run.pt")
+    result = trainer.run()
+    assert result.status == "diverged" and len(calls) == 5 and "epoch 2, update 2" in result.message
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before stepping on it
+    assert load_checkpoint(tmp_path / "run.pt")["progress"]["epochs_completed"] == 1
+
+
+def test_a_huge_learning_rate_diverges_cleanly(tmp_path):
+    result = Trainer(small_model(16, 8, 2), arpeggios(4, 40), (),
+                     TrainConfig(epochs=3, learning_rate=1e38, seq_len=16, seed=0), tmp_path / "run.pt").run()
+    assert result.status == "diverged" and "nothing was saved" in result.message
+    assert not (tmp_path / "run.pt").exists()
+
+
+# ------------------------------------------------------------------------------ set-up
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        Trainer(small_model(), arpeggios(), (), TrainConfig(optimizer="rmsprop"))
+    with pytest.raises(ValueError, match="no training data"):
+        Trainer(small_model(), [np.zeros((0, 88))], (), TrainConfig())
+    assert TrainConfig.from_dict({"epochs": 3, "future": 1}) == TrainConfig(epochs=3)
+
+
+def test_rnn_learning_rate_scale_and_gradient_clipping_are_applied():
+    trainer = Trainer(small_model(), arpeggios(), (), TrainConfig(learning_rate=0.1, rnn_lr_scale=0.5))
+    groups = trainer.optimizer.param_groups
+    assert groups[0]["lr"] == 0.1 and groups[1]["lr"] == 0.05
+    rnn_ids = {id(getattr(trainer.model, n)) for n in ("Wuh", "Wuv", "Wvu", "Wuu", "bu")}
+    assert {id(p) for p in groups[1]["params"]} == rnn_ids
+    assert not rnn_ids & {id(p) for p in groups[0]["params"]}
