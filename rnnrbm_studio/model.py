@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from .sampling import BernoulliSampler
+
 # numpy's BLAS only multiplies tiny per-step matrices here (the RNN's backward pass); its worker
 # threads spin between calls and fight torch's threads for the cores, making it ~3x slower.
 threadpool_limits(1, user_api="blas")
@@ -46,42 +48,6 @@ class RnnRbmConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class BernoulliSampler:
-    """Bernoulli draws from numpy's SFC64 generator.
-
-    Random numbers dominate CD-k on the CPU; numpy's SFC64 fills float32 uniforms about three
-    times faster than torch's CPU generator, and a seeded sampler makes runs reproducible.
-    """
-
-    def __init__(self, seed: int | None = None):
-        self.rng = np.random.Generator(np.random.SFC64(seed))
-
-    def uniform(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        return torch.from_numpy(self.rng.random(shape, dtype=np_dtype))
-
-    def fill_uniform(self, out: torch.Tensor) -> torch.Tensor:
-        """Fill a contiguous CPU float tensor in place with U(0, 1) draws; returns it."""
-        self.rng.random(out=out.numpy(), dtype=out.numpy().dtype)
-        return out
-
-    def __call__(self, probabilities: torch.Tensor) -> torch.Tensor:
-        """A 0/1 tensor with P(1) = probabilities, same shape and dtype."""
-        u = self.uniform(tuple(probabilities.shape), probabilities.dtype)
-        return (u < probabilities).to(probabilities.dtype)
-
-    def logistic(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Standard logistic noise L: (x + L > 0) is Bernoulli(sigmoid(x))."""
-        u = self.uniform(shape, dtype).clamp_(1e-12, 1 - 1e-7)
-        return torch.log(u) - torch.log1p(-u)
-
-    def get_state(self) -> dict:
-        return self.rng.bit_generator.state
-
-    def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
 
 
 class RnnRbm(nn.Module):

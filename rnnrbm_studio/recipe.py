@@ -27,10 +27,18 @@ RNN_PRETRAIN_PARAMETERS = ("bv", "Wuv", "Wvu", "Wuu", "bu", "u0")
 Batches = Callable[[], list]  # () -> [(batch (B, T, V), mask (B, T) or None)], one epoch, shuffled
 
 
-def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float,
+def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, seed: int = 0,
                  stop: Callable[[], bool] = lambda: False) -> dict:
     """Train bv and the RNN to maximise sum_t log prod_i Bernoulli(v_ti; sigmoid(bv_t,i)) (W held at 0)."""
     started = time.monotonic()
+    with torch.no_grad():
+        # The tutorial's 1e-4 weights sit at a saddle: u_t ≈ tanh(bu), so Wuv gets no gradient, and
+        # Wvu's goes through the tiny Wuv. Start where gradients flow (scaled like 1/sqrt(fan-in)).
+        generator = torch.Generator().manual_seed(seed)
+        R = model.config.n_hidden_recurrent
+        for name, scale in (("Wvu", 1 / math.sqrt(8.0)), ("Wuu", 1 / math.sqrt(R)), ("Wuv", 1 / math.sqrt(R))):
+            weight = getattr(model, name)
+            weight.copy_(torch.randn(weight.shape, generator=generator) * scale)
     params = [p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS]
     optimizer = torch.optim.Adam(params, lr=lr)
     saved_w = model.W.detach().clone()

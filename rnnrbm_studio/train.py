@@ -42,6 +42,7 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better valid monitor
     seed: int = 0
     threads: int | None = None  # torch threads; None leaves torch's default
+    prefetch_random: bool = False  # draw random numbers ahead on a background thread (a free core helps)
     # recipe options (docs/quality.md); the defaults leave the tutorial's training unchanged
     lr_schedule: str = "constant"  # "cosine": decays to lr_min_ratio x the learning rates at the last epoch
     lr_min_ratio: float = 0.05
@@ -207,6 +208,16 @@ class Trainer:
         return total / frames
 
     def run(self) -> TrainResult:
+        if self.config.prefetch_random:
+            # Uniforms drawn ahead on another core while this thread multiplies matrices; the
+            # numbers, hence the run, are exactly those of a plain generator.
+            self.sampler.start_prefetch()
+        try:
+            return self._run()
+        finally:
+            self.sampler.stop_prefetch()
+
+    def _run(self) -> TrainResult:
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -251,7 +262,7 @@ class Trainer:
                                                    np.random.default_rng(config.seed), stop=self._stop.is_set)
         if config.rnn_pretrain_epochs:
             self.pretraining["rnn"] = pretrain_rnn(self.model, self._epoch_batches, config.rnn_pretrain_epochs,
-                                                   config.pretrain_lr, stop=self._stop.is_set)
+                                                   config.pretrain_lr, config.seed, stop=self._stop.is_set)
         log.info("pretraining: %s", self.pretraining)
 
     def _run_epoch(self, epoch: int, started: float, epochs_at_start: int) -> tuple[str, str] | None:

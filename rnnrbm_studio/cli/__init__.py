@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command not in (None, "ports"):  # the window configures itself
+            from ..runtime import configure_threads
+
+            configure_threads()
         if args.command is None:
             from ..ui.app import run_app
 

@@ -39,8 +39,10 @@ def run_app(model_path: str | None = None, screenshot: str | None = None) -> int
                           "(xvfb-run -a rnnrbm-studio), or save a screenshot with --screenshot out.png")
     from PySide6 import QtCore
 
+    from ..runtime import configure_threads
     from .main_window import MainWindow
 
+    configure_threads()
     app = create_application()
     if screenshot:
         return _screenshot(app, model_path, Path(screenshot))
