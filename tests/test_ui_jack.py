@@ -1,0 +1,44 @@
+"""The window playing on a real synth: a JACK server (dummy driver) and FluidSynth, started by fixtures."""
+from __future__ import annotations
+
+import mido
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+from jack_synth import CHURCH_ORGAN, fluidsynth, jack_server, scale_model, wait_until  # noqa: E402,F401
+from rnnrbm_studio.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
+from ui_helpers import assert_no_qt_leaks  # noqa: E402
+
+pytestmark = pytest.mark.jack
+
+
+def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_server, fluidsynth, tmp_path):
+    model_file = tmp_path / "scale.pt"
+    save_checkpoint(model_file, model_payload(scale_model()))
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    window = MainWindow(QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat), model_file,
+                        models_dir=tmp_path / "models")
+    qtbot.addWidget(window)
+    window.show()
+    names = [window.live_panel.port.itemText(i) for i in range(window.live_panel.port.count())]
+    assert "synth:midi_00" in names
+    window.live_panel.port.setCurrentText("synth:midi_00")
+    window.live_panel.bpm.setValue(240)
+    window.toggle_play()
+    window.live.player.set_channel(program=CHURCH_ORGAN)  # an organ sustains: a stuck note would show
+    assert window.live.is_playing()
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
+    voices = wait_until(fluidsynth.voice_count, 5, what="FluidSynth sounding a voice")
+    assert voices > 0
+    window.toggle_play()
+    assert not window.live.is_playing()
+    wait_until(lambda: fluidsynth.voice_count() == 0, 5, what="every voice to end after stop")
+    assert len(fluidsynth.log_events("noteon")) >= 8
+    session = tmp_path / "session.mid"
+    assert window.export_session(session)
+    assert sum(1 for m in mido.MidiFile(session) if m.type == "note_on" and m.velocity > 0) >= 8
+    window.close()
+    assert_no_qt_leaks(window)
