@@ -23,6 +23,7 @@ from ..train import TrainProgress, TrainResult
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView
+from .settings import restore_widgets, save_widgets
 from .stall_monitor import StallMonitor
 from .workers import CorpusLoadWorker, TrainingWorker, WorkerHandle
 
@@ -473,45 +474,21 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self.corpus_panel.set_recent(self._recent_folders())
-        panel = self.live_panel
-        for key, widget in (("bpm", panel.bpm), ("temperature", panel.temperature)):
-            value = self.settings.value(key)
-            if value is not None:
-                widget.setValue(float(value))
-        gibbs = self.settings.value("gibbs_steps")
-        if gibbs is not None:
-            panel.gibbs_steps.setValue(int(gibbs))
-        follow = self.settings.value("follow_training")
-        if follow is not None:
-            panel.follow_training.setChecked(str(follow).lower() == "true")
-        training = self.training_panel
-        for key, widget in (("hidden", training.hidden), ("recurrent", training.recurrent),
-                            ("cd_k", training.cd_k), ("epochs", training.epochs),
-                            ("batch_seqs", training.batch_seqs), ("steps_per_beat", training.steps_per_beat)):
-            value = self.settings.value(f"training/{key}")
-            if value is not None:
-                widget.setValue(int(value))
-        learning_rate = self.settings.value("training/learning_rate")
-        if learning_rate is not None:
-            training.learning_rate.setValue(float(learning_rate))
-        optimizer = self.settings.value("training/optimizer")
-        if optimizer:
-            training.optimizer.setCurrentText(str(optimizer))
+        restore_widgets(self.settings, self._persisted_widgets())
 
     def _save_settings(self) -> None:
-        settings, panel, training = self.settings, self.live_panel, self.training_panel
-        settings.setValue("geometry", self.saveGeometry())
-        settings.setValue("bpm", panel.bpm.value())
-        settings.setValue("temperature", panel.temperature.value())
-        settings.setValue("gibbs_steps", panel.gibbs_steps.value())
-        settings.setValue("follow_training", panel.follow_training.isChecked())
-        for key, widget in (("hidden", training.hidden), ("recurrent", training.recurrent),
-                            ("cd_k", training.cd_k), ("epochs", training.epochs),
-                            ("batch_seqs", training.batch_seqs), ("steps_per_beat", training.steps_per_beat),
-                            ("learning_rate", training.learning_rate)):
-            settings.setValue(f"training/{key}", widget.value())
-        settings.setValue("training/optimizer", training.optimizer.currentText())
-        settings.sync()
+        self.settings.setValue("geometry", self.saveGeometry())
+        save_widgets(self.settings, self._persisted_widgets())
+        self.settings.sync()
+
+    def _persisted_widgets(self) -> dict[str, QtWidgets.QWidget]:
+        live, training = self.live_panel, self.training_panel
+        return {"bpm": live.bpm, "temperature": live.temperature, "gibbs_steps": live.gibbs_steps,
+                "follow_training": live.follow_training, "training/hidden": training.hidden,
+                "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
+                "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
+                "training/steps_per_beat": training.steps_per_beat,
+                "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer}
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""
