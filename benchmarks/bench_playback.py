@@ -1,23 +1,28 @@
-"""Timing of live playback (not a test): how late the player's MIDI sends are, and how far ahead of
-real time generation runs, with the player alone and with a training run in the same process.
+"""Timing of live playback (not a test): how late the MIDI sends are, and how far ahead of real
+time generation runs, with the player alone and with a training run in the same process.
 
 For each mode it plays N frames through LivePlayer with the real clock and reports, per frame,
-send time minus deadline (p50 / p99 / max, ms); then it times model.step alone under the same load
-(ms per generated frame against the frame period). Modes:
+send time minus deadline (p50 / p99 / max, ms), and the player's own measure of generation time per
+frame against the frame period. Modes:
 
-  alone         the player by itself (generator + scheduler threads)
-  training      a Trainer runs in a thread of the same process, as in the app; its weights are
-                pushed into the player every few seconds (swap_weights), as the app does each epoch
-  training-gil5 the same, but leaving Python's GIL switch interval at its default 5 ms, to show
-                why the player lowers it to 1 ms while playing
-  training-no-rt  the same as training, but with the scheduler thread at normal priority (what a
-                user gets where real-time priority is not allowed)
+  alone                  the player by itself, port in this process (a null port)
+  training               a Trainer runs in a thread of this process, as in the app; its weights
+                         are pushed into the player every few seconds (swap_weights), as the app
+                         does after each epoch; port in this process
+  training-gil5          as training, with Python's GIL switch interval left at 5 ms (the player
+                         lowers it to 1 ms)
+  training-no-rt         as training, the scheduler thread at normal priority
+  sender-training        as training, the port in a sender process (ports.SenderProcessPort, the
+                         default of ports.open_output_port): times are those the sender reports
+  sender-training-no-rt  as sender-training, the sender at normal priority (RNNRBM_STUDIO_REALTIME=0),
+                         what a user gets where real-time priority is not allowed
 
     .venv/bin/python benchmarks/bench_playback.py --frames 400     # quick: ~2 min
     .venv/bin/python benchmarks/bench_playback.py                  # 3000 frames per mode: ~13 min
+    .venv/bin/python benchmarks/bench_playback.py --modes alone,training,training-gil5,training-no-rt,sender-training,sender-training-no-rt
 
-Messages go to a null port (encoded, then dropped) unless --port names a real MIDI output. The
-corpus is ../shared/data/benchmarks/Nottingham.pickle when present, else random rolls.
+Messages go to a null port (in the sender process: a file at /dev/null) unless --port names a real
+MIDI output. The corpus is ../shared/data/benchmarks/Nottingham.pickle when present, else random rolls.
 Target on a 2-core machine: p99 <= 1 ms and max <= 5 ms, also while training.
 """
 from __future__ import annotations
@@ -43,7 +48,8 @@ from rnnrbm_studio.player import LivePlayer  # noqa: E402
 from rnnrbm_studio.train import TrainConfig, Trainer  # noqa: E402
 
 SHARED = Path(os.environ.get("RNNRBM_STUDIO_SHARED_DATA", REPO.parent / "shared" / "data"))
-MODES = ("alone", "training", "training-gil5", "training-no-rt")
+MODES = ("alone", "training", "training-gil5", "training-no-rt", "sender-training", "sender-training-no-rt")
+DEFAULT_MODES = ("alone", "training", "sender-training", "sender-training-no-rt")
 
 
 class NullPort:
@@ -81,15 +87,25 @@ def percentiles(values_ms: np.ndarray) -> str:
 
 def run_mode(mode: str, args, model: RnnRbm, rolls) -> dict:
     trainer = trainer_thread = None
-    if mode.startswith("training"):
+    if "training" in mode:
         trainer = Trainer(RnnRbm(), rolls, config=TrainConfig(epochs=10_000, seed=1))
         trainer_thread = threading.Thread(target=trainer.run, name="trainer", daemon=True)
         trainer_thread.start()
-    port = NullPort()
-    if args.port:
-        from rnnrbm_studio import ports
+    from rnnrbm_studio import ports
 
-        port = ports.open_output_port(args.port)
+    sender = mode.startswith("sender")
+    if sender:
+        if mode.endswith("no-rt"):
+            os.environ["RNNRBM_STUDIO_REALTIME"] = "0"  # read by the sender process as it starts
+        try:
+            port = (ports.SenderProcessPort(args.port) if args.port
+                    else ports.SenderProcessPort(record_to=os.devnull))
+        finally:
+            os.environ.pop("RNNRBM_STUDIO_REALTIME", None)
+    elif args.port:
+        port = ports.open_output_port(args.port, separate_process=False)
+    else:
+        port = NullPort()
     stopped = threading.Event()
     errors: list[str] = []
     player = LivePlayer(model, port, bpm=60.0 * args.steps_per_second / 4, steps_per_beat=4, seed=0,
@@ -114,12 +130,20 @@ def run_mode(mode: str, args, model: RnnRbm, rolls) -> dict:
         if trainer is not None:
             trainer.request_stop()
             trainer_thread.join()
-        if args.port:
+        if sender or args.port:
             port.close()
-    lateness_ms = np.array([(f.sent_at - f.deadline) * 1000 for f in frames])
+    late_hand_overs = None
+    if sender:  # the sender process's own send times
+        lateness_ms = np.array([(sent_at - deadline) * 1000 for _, deadline, sent_at in port.send_report()])
+        realtime = port.realtime
+        # frames this process handed over after their deadline: their lateness is this process's fault
+        late_hand_overs = sum(f.sent_at > f.deadline for f in frames)
+    else:
+        lateness_ms = np.array([(f.sent_at - f.deadline) * 1000 for f in frames])
+        realtime = player.realtime_scheduling
     return {"mode": mode, "frames": len(frames), "lateness_ms": lateness_ms, "underruns": player.underruns,
             "swaps": swaps, "generation_ms": player.generation_time_per_frame * 1000, "errors": errors,
-            "realtime": player.realtime_scheduling,
+            "realtime": realtime, "late_hand_overs": late_hand_overs,
             "notes_per_frame": float(np.mean([f.keys.sum() for f in frames])) if frames else 0.0}
 
 
@@ -127,7 +151,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000, help="frames per mode (default 3000; quick: 400)")
     parser.add_argument("--steps-per-second", type=float, default=16.0, help="frame rate (default 16)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                        help=f"comma-separated, from {', '.join(MODES)} (default: {','.join(DEFAULT_MODES)})")
     parser.add_argument("--swap-every", type=float, default=5.0, help="seconds between weight swaps while training")
     parser.add_argument("--port", help="a real MIDI output to send to (default: a null port)")
     args = parser.parse_args()
@@ -137,7 +162,7 @@ def main() -> int:
         parser.error(f"unknown modes {sorted(unknown)}")
 
     model, model_text = playing_model()
-    rolls, rolls_text = training_rolls() if any(m.startswith("training") for m in modes) else ([], "-")
+    rolls, rolls_text = training_rolls() if any("training" in m for m in modes) else ([], "-")
     period_ms = 1000.0 / args.steps_per_second
     print(f"bench_playback: {args.frames} frames per mode at {args.steps_per_second:g} steps/s "
           f"(period {period_ms:.1f} ms), modes {', '.join(modes)}")
@@ -152,13 +177,15 @@ def main() -> int:
         result = run_mode(mode, args, model, rolls)
         results.append(result)
         late = result["lateness_ms"]
-        print(f"{mode:14s} send - deadline: {percentiles(late)}  "
+        print(f"{mode:22s} send - deadline: {percentiles(late)}  "
               f"(> 1 ms: {int((late > 1).sum())}, > 5 ms: {int((late > 5).sum())} of {result['frames']}; "
               f"underruns {result['underruns']}, weight swaps {result['swaps']}, "
               f"real-time priority {'yes' if result['realtime'] else 'no'}, "
               f"{result['notes_per_frame']:.1f} keys/frame)")
-        print(f"{'':14s} generation (in the player): {result['generation_ms']:.3f} ms per frame = "
+        print(f"{'':22s} generation (in the player): {result['generation_ms']:.3f} ms per frame = "
               f"{period_ms / result['generation_ms']:.0f}x faster than real time (period {period_ms:.1f} ms)"
+              + (f"; frames handed to the sender after their deadline: {result['late_hand_overs']}"
+                 if result["late_hand_overs"] is not None else "")
               + (f"; errors: {result['errors']}" if result["errors"] else ""))
         sys.stdout.flush()
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")

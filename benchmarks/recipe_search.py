@@ -82,8 +82,9 @@ def main() -> int:
     model = trainer.model
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
-    best_epoch = max((h for h in trainer.history if h["valid_monitor"] is not None),
-                     key=lambda h: h["valid_monitor"], default={"epoch": None})["epoch"]
+    key = "valid_ll" if config.select_by == "ll" else "valid_monitor"
+    best_epoch = max((h for h in trainer.history if h.get(key) is not None),
+                     key=lambda h: h[key], default={"epoch": None})["epoch"]
     evaluation = evaluate_model(model, [p.roll for p in corpus.valid[:args.valid_pieces]], "valid",
                                 chains=args.chains, n_betas=args.betas, acc_samples=args.acc_samples, seed=0)
     row = {"name": args.name, "data": Path(args.data).name, "status": result.status,
@@ -92,6 +93,8 @@ def main() -> int:
            "valid_ll": round(evaluation.log_likelihood.mean, 4), "valid_ll_se": round(evaluation.log_likelihood.se, 4),
            "valid_ll_upper": round(evaluation.log_likelihood.upper_bound, 4),
            "valid_acc": round(evaluation.accuracy.mean, 4) if evaluation.accuracy else None,
+           "valid_ais_acc": round(evaluation.log_likelihood.accuracy, 4),
+           "valid_app_acc": round(evaluation.app_accuracy.mean, 4) if evaluation.app_accuracy else None,
            "valid_monitor": round(evaluation.monitor, 4), "eval_seconds": round(evaluation.seconds, 1),
            "ais": f"{args.chains}x{args.betas}", "train_config": asdict(config), "model_config": asdict(model_config),
            "when": time.strftime("%Y-%m-%d %H:%M")}

@@ -1,4 +1,5 @@
-"""Clocks for the live player: the real monotonic clock, and a fake one that tests drive by hand.
+"""Timing for the live player: the real monotonic clock, a fake one that tests drive by hand, and
+the two process settings that decide how late a waiting thread wakes up.
 
 The player never sleeps a fixed amount; it waits on a threading.Condition until an absolute
 deadline or until another thread notifies it (stop, pause, a tempo change). Both clocks offer
@@ -7,9 +8,14 @@ watch where each player thread is waiting, without a single real sleep.
 """
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import threading
 import time
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -131,3 +137,61 @@ class FakeClock:
                     raise TimeoutError(f"{waiter!r} is not waiting as expected; waiting now: "
                                        f"{ {entry[0]: entry[1] for entry in self._waiters.values()} }")
                 self._lock.wait(remaining)
+
+
+# ------------------------------------------------------------------- waking up on time
+REALTIME_PRIORITY = 10  # SCHED_FIFO: above every normal thread, below JACK's audio threads (70+)
+
+
+def raise_this_thread_to_realtime() -> bool:
+    """Put the calling thread under SCHED_FIFO where the system allows (Linux: root, or a user with an
+    rtprio limit, which the jackd2 package grants the audio group). On a loaded 2-core machine this
+    took a waiting thread's worst wake-up from 2.6-7.6 ms to 0.3 ms. Only for threads that wait or
+    do a few microseconds of work per wake-up: a busy real-time thread would starve the machine.
+    RNNRBM_STUDIO_REALTIME=0 in the environment turns it off."""
+    if not hasattr(os, "sched_setscheduler") or os.environ.get("RNNRBM_STUDIO_REALTIME") == "0":
+        return False
+    try:
+        priority = min(REALTIME_PRIORITY, os.sched_get_priority_max(os.SCHED_FIFO))
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
+    except (OSError, AttributeError) as error:
+        log.info("timing thread runs at normal priority (%s)", error)
+        return False
+    return True
+
+
+class GilSwitching:
+    """Lowers Python's GIL switch interval while at least one user holds it, then puts it back.
+
+    A thread that holds the GIL keeps it up to sys.getswitchinterval() (5 ms by default) before a
+    thread waking at its deadline gets it: with training in the same process that was the whole
+    lateness of the player's sends (p99 3.6 ms, max 4.8-7.4 ms; with 1 ms: max 0.9 ms).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: float | None = None
+
+    def acquire(self, interval: float | None) -> None:
+        if interval is None:
+            return
+        with self._lock:
+            self._users += 1
+            current = sys.getswitchinterval()
+            if current > interval:
+                if self._saved is None:
+                    self._saved = current
+                sys.setswitchinterval(interval)
+
+    def release(self, interval: float | None) -> None:
+        if interval is None:
+            return
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0 and self._saved is not None:
+                sys.setswitchinterval(self._saved)
+                self._saved = None
+
+
+gil_switching = GilSwitching()

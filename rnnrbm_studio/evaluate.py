@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHAINS = 32
 DEFAULT_BETAS = 100
-DEFAULT_ACC_SAMPLES = 10
+DEFAULT_ACC_SAMPLES = 5
+DEFAULT_ACC_GIBBS_STEPS = 400  # enough for the chains from v_{t-1} to forget their start (docs/quality.md)
 BASE_FLOOR = 1e-3  # the base marginals are kept in [floor, 1 - floor]: it must cover the target
 BATCH_ROWS = 16384  # AIS chains advanced together (frames x chains); ~10 MB per (rows, H) buffer
 
@@ -45,12 +46,13 @@ class Frames:
     bv: torch.Tensor  # (N, V) bv_t = bv + u_{t-1} Wuv
     bh: torch.Tensor  # (N, H) bh_t = bh + u_{t-1} Wuh
     u_prev: torch.Tensor  # (N, R) u_{t-1}
+    v_prev: torch.Tensor  # (N, V) v_{t-1}, silence before the first frame of a piece
 
     def __len__(self) -> int:
         return self.v.shape[0]
 
     def subset(self, index) -> "Frames":
-        return Frames(self.v[index], self.bv[index], self.bh[index], self.u_prev[index])
+        return Frames(self.v[index], self.bv[index], self.bh[index], self.u_prev[index], self.v_prev[index])
 
 
 @torch.no_grad()
@@ -64,10 +66,11 @@ def conditional_frames(model: RnnRbm, rolls: Sequence[np.ndarray]) -> Frames:
         bv_t, bh_t, u = model.conditional_biases(v)
         u_start = model._u_start(v, None)  # (1, R)
         u_prev = torch.cat([u_start.unsqueeze(1), u[:, :-1]], dim=1)  # (1, T, R)
-        parts.append((v[0], bv_t[0], bh_t[0], u_prev[0]))
+        v_prev = torch.cat([torch.zeros_like(v[0, :1]), v[0, :-1]])  # (T, V)
+        parts.append((v[0], bv_t[0], bh_t[0], u_prev[0], v_prev))
     if not parts:
         raise ValueError("no frames to evaluate: every piece is empty")
-    return Frames(*(torch.cat([p[i] for p in parts]).contiguous() for i in range(4)))
+    return Frames(*(torch.cat([p[i] for p in parts]).contiguous() for i in range(5)))
 
 
 # ------------------------------------------------------------------------------------- AIS
@@ -90,6 +93,7 @@ class AisResult:
     log_z_se: np.ndarray  # (N,) delta-method standard error of each estimate
     ess: np.ndarray  # (N,) effective sample size of the importance weights (1..C)
     log_z_lower: np.ndarray  # (N,) log of the sum of exp(-F) over distinct final states: a sure lower bound
+    expected_counts: np.ndarray | None = None  # (N, 3) E[TP], E[FP], E[FN] of a draw against the data frame
 
 
 @torch.no_grad()
@@ -103,22 +107,27 @@ def ais_log_partition(W: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, chain
     its Z is exact. Intermediate distributions p_k(v) ∝ exp((1-b_k) base.v) * exp(-b_k F(v)) with F
     the target's free energy, so p_0 is the base and p_K the target; the transition at b_k is one
     block Gibbs step v -> h -> v of p_k(v, h) ∝ exp((1-b_k) base.v + b_k (bv.v + bh.h + v W h)).
-    extra_states (N, V), e.g. the data frames, join the final chain states in log_z_lower.
+    extra_states (N, V), the data frames: they join the final chain states in log_z_lower, and the
+    final states, weighted by their importance weights (a weighted sample of each RBM whether or not
+    the chains mixed), give the expected TP, FP, FN of a draw against them.
     """
     n_frames = bv.shape[0]
     base_bias = bv if base_bias is None else base_bias
     betas = beta_schedule(n_betas)
     frames_per_batch = max(1, batch_rows // chains)
     out = {k: np.empty(n_frames) for k in ("log_z", "se", "ess", "lower")}
+    out["counts"] = np.empty((n_frames, 3))
     for start in range(0, n_frames, frames_per_batch):
         stop = min(n_frames, start + frames_per_batch)
         extra = extra_states[start:stop] if extra_states is not None else None
         result = _ais_batch(W, bv[start:stop], bh[start:stop], base_bias[start:stop], betas, chains, sampler, extra)
-        for key, values in zip(("log_z", "se", "ess", "lower"), result):
-            out[key][start:stop] = values
+        for key, values in zip(("log_z", "se", "ess", "lower", "counts"), result):
+            if values is not None:
+                out[key][start:stop] = values
         if progress:
             progress(stop / n_frames)
-    return AisResult(out["log_z"], out["se"], out["ess"], out["lower"])
+    return AisResult(out["log_z"], out["se"], out["ess"], out["lower"],
+                     out["counts"] if extra_states is not None else None)
 
 
 def _ais_batch(W, bv, bh, base, betas, chains, sampler, extra):
@@ -164,8 +173,15 @@ def _ais_batch(W, bv, bh, base, betas, chains, sampler, extra):
     # delta method: se(log mean w) ≈ sd(w) / (sqrt(C) mean(w))
     se = weights.std(1, correction=1) / (math.sqrt(chains) * mean_w) if chains > 1 else torch.full_like(mean_w, math.inf)
     ess = weights.sum(1) ** 2 / (weights ** 2).sum(1)
-    lower = _log_sum_distinct(W, bv, bh, v.view(n, chains, V), extra)
-    return ((log_z_base + log_mean_w).numpy(), se.numpy(), ess.numpy(), lower)
+    states = v.view(n, chains, V)
+    lower = _log_sum_distinct(W, bv, bh, states, extra)
+    counts = None
+    if extra is not None:
+        target = extra.unsqueeze(1).to(dtype)  # (n, 1, V)
+        per_chain = torch.stack([(states * target).sum(-1), (states * (1 - target)).sum(-1),
+                                 ((1 - states) * target).sum(-1)], dim=-1).double()  # (n, C, 3)
+        counts = ((weights / weights.sum(1, keepdim=True)).unsqueeze(-1) * per_chain).sum(1).numpy()  # (n, 3)
+    return ((log_z_base + log_mean_w).numpy(), se.numpy(), ess.numpy(), lower, counts)
 
 
 def _log_sum_distinct(W, bv, bh, states, extra):
@@ -201,18 +217,23 @@ def base_marginals(W: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, sampler:
     n, V = bv.shape
     out = torch.empty(n, V, dtype=bv.dtype)
     frames_per_batch = max(1, batch_rows // chains)
-    Wt = W.t().contiguous()
+    Wt = W.t().contiguous()  # (H, V)
     for start in range(0, n, frames_per_batch):
         stop = min(n, start + frames_per_batch)
         bv_r = bv[start:stop].repeat_interleave(chains, 0)  # (rows, V)
         bh_r = bh[start:stop].repeat_interleave(chains, 0)  # (rows, H)
+        rows = bv_r.shape[0]
+        # buffers reused in place (uniforms compared with probabilities become the 0/1 states)
         p_v = torch.sigmoid(bv_r)
-        v = sampler(p_v)
+        v = sampler.fill_uniform(torch.empty_like(p_v)).lt_(p_v)
+        x = torch.empty(rows, W.shape[1], dtype=bv.dtype)
+        h = torch.empty_like(x)
         total = torch.zeros_like(p_v)
         for step in range(steps):
-            h = sampler(torch.sigmoid(torch.addmm(bh_r, v, W)))
-            p_v = torch.sigmoid(torch.addmm(bv_r, h, Wt))
-            v = sampler(p_v)
+            torch.addmm(bh_r, v, W, out=x)
+            h = sampler.fill_uniform(h).lt_(x.sigmoid_())
+            torch.addmm(bv_r, h, Wt, out=p_v).sigmoid_()
+            v = sampler.fill_uniform(v).lt_(p_v)
             if step >= steps // 2:
                 total += p_v
         mean = (total / (steps - steps // 2)).view(stop - start, chains, V).mean(1)
@@ -232,18 +253,22 @@ class LogLikelihood:
     frames_below_lower_bound: float  # fraction of frames whose AIS log Z fell below the sure lower bound
     mean_ess: float  # mean effective sample size of the importance weights (out of `chains`)
     seconds: float
+    # expected frame accuracy sum_t E[TP] / sum_t E[TP + FP + FN] under each frame's RBM, from the
+    # importance-weighted final AIS states: free with the LL, and unbiased by slow Gibbs mixing
+    accuracy: float | None = None
 
 
 @torch.no_grad()
 def log_likelihood(model: RnnRbm, frames: Frames, chains: int = DEFAULT_CHAINS, n_betas: int = DEFAULT_BETAS,
                    sampler: BernoulliSampler | None = None, base: str = "marginals",
-                   progress: Callable[[float], None] | None = None) -> LogLikelihood:
+                   progress: Callable[[float], None] | None = None, base_chains: int = 32,
+                   base_steps: int = 60) -> LogLikelihood:
     """Mean over frames of log p(v_t | history) = -F_t(v_t) - log Z_t, log Z_t by AIS."""
     started = time.perf_counter()
     sampler = sampler or BernoulliSampler()
     W = model.W.detach()
     if base == "marginals":
-        base_bias = base_marginals(W, frames.bv, frames.bh, sampler)
+        base_bias = base_marginals(W, frames.bv, frames.bh, sampler, base_chains, base_steps)
     elif base == "biases":
         base_bias = frames.bv
     else:
@@ -256,7 +281,8 @@ def log_likelihood(model: RnnRbm, frames: Frames, chains: int = DEFAULT_CHAINS, 
         mean=float(np.mean(neg_f - ais.log_z)), se=float(np.sqrt(np.sum(ais.log_z_se ** 2)) / n),
         chains=chains, betas=n_betas, base=base, upper_bound=float(np.mean(neg_f - ais.log_z_lower)),
         frames_below_lower_bound=float(np.mean(ais.log_z < ais.log_z_lower - 1e-6)),
-        mean_ess=float(np.mean(ais.ess)), seconds=time.perf_counter() - started)
+        mean_ess=float(np.mean(ais.ess)), seconds=time.perf_counter() - started,
+        accuracy=accuracy_from_counts(*ais.expected_counts.sum(0)))
 
 
 # ------------------------------------------------------------------------------- accuracy
@@ -272,7 +298,7 @@ def accuracy_counts(predicted: np.ndarray | torch.Tensor, target: np.ndarray | t
 def accuracy_from_counts(tp: int, fp: int, fn: int) -> float:
     """Bay et al. (2009): TP / (TP + FP + FN); 1.0 when there is nothing to find and nothing was found."""
     total = tp + fp + fn
-    return tp / total if total else 1.0
+    return float(tp / total) if total else 1.0
 
 
 @dataclass
@@ -281,6 +307,7 @@ class Accuracy:
     se: float  # standard error of that mean over the samples
     samples: int
     gibbs_steps: int
+    start: str  # where each frame's chain started: "previous" (v_{t-1}) or "silence"
     per_sample: list[float] = field(default_factory=list)
     tp: int = 0  # summed over all samples
     fp: int = 0
@@ -290,28 +317,38 @@ class Accuracy:
 
 @torch.no_grad()
 def expected_accuracy(model: RnnRbm, frames: Frames, samples: int = DEFAULT_ACC_SAMPLES,
-                      sampler: BernoulliSampler | None = None, gibbs_steps: int | None = None,
-                      batch_frames: int = 4096, progress: Callable[[float], None] | None = None) -> Accuracy:
-    """ACC with each frame predicted by `model.sample_frame` from u_{t-1} of the true history."""
+                      sampler: BernoulliSampler | None = None, gibbs_steps: int = DEFAULT_ACC_GIBBS_STEPS,
+                      start: str = "previous", batch_frames: int = 8192,
+                      progress: Callable[[float], None] | None = None) -> Accuracy:
+    """ACC of frames drawn from each frame's RBM (biases from the true history) by block Gibbs sampling.
+
+    start="previous" starts each chain from the true frame v_{t-1} (part of the history the
+    prediction may use), and enough steps make the number the model's own expected accuracy.
+    start="silence" with the model's gibbs_steps is exactly what the app's composer draws
+    (`RnnRbm.sample_frame`); after 25 steps from silence the chains have not mixed, which is
+    why the two differ (docs/quality.md).
+    """
+    if start not in ("previous", "silence"):
+        raise ValueError(f"unknown chain start {start!r} (previous or silence)")
     started = time.perf_counter()
     sampler = sampler or BernoulliSampler()
-    steps = model.config.gibbs_steps if gibbs_steps is None else gibbs_steps
     target = frames.v.numpy().astype(bool)
     per_sample, totals = [], np.zeros(3, dtype=np.int64)
     for s in range(samples):
         counts = np.zeros(3, dtype=np.int64)
-        for start in range(0, len(frames), batch_frames):
-            stop = min(len(frames), start + batch_frames)
-            predicted = model.sample_frame(frames.u_prev[start:stop], sampler, steps)  # (n, V)
-            counts += accuracy_counts(predicted.numpy(), target[start:stop])
+        for first in range(0, len(frames), batch_frames):
+            part = slice(first, min(len(frames), first + batch_frames))
+            v0 = frames.v_prev[part] if start == "previous" else torch.zeros_like(frames.v[part])
+            predicted = model.gibbs_chain(v0, frames.bv[part], frames.bh[part], gibbs_steps, sampler)  # (n, V)
+            counts += accuracy_counts(predicted.numpy(), target[part])
         per_sample.append(accuracy_from_counts(*counts))
         totals += counts
         if progress:
             progress((s + 1) / samples)
     values = np.array(per_sample)
     se = float(values.std(ddof=1) / math.sqrt(samples)) if samples > 1 else math.nan
-    return Accuracy(float(values.mean()), se, samples, steps, per_sample, int(totals[0]), int(totals[1]),
-                    int(totals[2]), time.perf_counter() - started)
+    return Accuracy(float(values.mean()), se, samples, gibbs_steps, start, per_sample, int(totals[0]),
+                    int(totals[1]), int(totals[2]), time.perf_counter() - started)
 
 
 # -------------------------------------------------------------------------------- monitor
@@ -346,41 +383,46 @@ class Evaluation:
     pieces: int
     frames: int
     log_likelihood: LogLikelihood | None
-    accuracy: Accuracy | None
+    accuracy: Accuracy | None  # the model's expected ACC (mixed chains from v_{t-1})
+    app_accuracy: Accuracy | None  # ACC of the app's composer: gibbs_steps from silence
     monitor: float | None
     seed: int | None
     seconds: float
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        if values["accuracy"]:
-            values["accuracy"].pop("per_sample")  # the summary; the samples are in the object
+        for key in ("accuracy", "app_accuracy"):
+            if values[key]:
+                values[key].pop("per_sample")  # the summary; the samples are in the object
         return values
 
 
 def evaluate_model(model: RnnRbm, rolls: Sequence[np.ndarray], split: str = "test",
                    chains: int = DEFAULT_CHAINS, n_betas: int = DEFAULT_BETAS, acc_samples: int = DEFAULT_ACC_SAMPLES,
-                   seed: int | None = 0, gibbs_steps: int | None = None, base: str = "marginals",
+                   seed: int | None = 0, gibbs_steps: int = DEFAULT_ACC_GIBBS_STEPS, base: str = "marginals",
                    monitor: bool = True, progress: Progress | None = None) -> Evaluation:
-    """LL (skipped when chains = 0), ACC (skipped when acc_samples = 0) and the monitor over rolls."""
+    """LL (skipped when chains = 0), both ACCs (skipped when acc_samples = 0) and the monitor over rolls."""
     started = time.perf_counter()
     model.eval()
     rolls = [r for r in rolls if len(r)]
     frames = conditional_frames(model, rolls)
     # each measure draws from its own stream: changing one measure's settings leaves the others' numbers
-    seeds = np.random.SeedSequence(seed).spawn(3) if seed is not None else [None] * 3
+    seeds = np.random.SeedSequence(seed).spawn(4) if seed is not None else [None] * 4
     samplers = [BernoulliSampler(s) for s in seeds]
     stage = (lambda name: (lambda fraction: progress(name, fraction))) if progress else (lambda name: None)
-    ll = acc = mon = None
+    ll = acc = app_acc = mon = None
     if chains > 0:
         ll = log_likelihood(model, frames, chains, n_betas, samplers[0], base, progress=stage("log-likelihood"))
         log.info("LL %.4f ± %.4f (%d chains, %d betas, %.1f s)", ll.mean, ll.se, chains, n_betas, ll.seconds)
     if acc_samples > 0:
-        acc = expected_accuracy(model, frames, acc_samples, samplers[1], gibbs_steps, progress=stage("accuracy"))
-        log.info("ACC %.4f ± %.4f (%.1f s)", acc.mean, acc.se, acc.seconds)
+        acc = expected_accuracy(model, frames, acc_samples, samplers[1], gibbs_steps, "previous",
+                                progress=stage("accuracy"))
+        app_acc = expected_accuracy(model, frames, acc_samples, samplers[3], model.config.gibbs_steps, "silence",
+                                    progress=stage("accuracy of the app's sampler"))
+        log.info("ACC %.4f ± %.4f (%.1f s); app's sampler %.4f", acc.mean, acc.se, acc.seconds, app_acc.mean)
     if monitor:
         mon = tutorial_monitor(model, rolls, samplers[2])
-    return Evaluation(split, len(rolls), len(frames), ll, acc, mon, seed, time.perf_counter() - started)
+    return Evaluation(split, len(rolls), len(frames), ll, acc, app_acc, mon, seed, time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------------------- exact

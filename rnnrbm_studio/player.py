@@ -3,24 +3,28 @@
 Two threads per running player:
 
 - the generator runs `model.step` a few frames ahead into a small bounded queue. Each queued frame
-  carries the RNN state after it, so a change that must be heard at once (reset, prime, temperature,
-  Gibbs steps, new weights) drops the queued frames and regenerates from the state after the last
-  frame actually played: nothing already heard is revised, and nothing unheard lags behind. Between
-  frames it also asks the port whether its destination still exists (a dead synth drops messages
-  silently);
+  carries the RNN state after it, so a change (reset, prime, temperature, Gibbs steps, new weights)
+  drops the queued frames and regenerates from the state after the last frame kept: nothing already
+  heard is revised. Between frames it asks the port whether its destination still exists (a synth
+  that quit drops messages without a word);
 - the scheduler sends each frame's difference (note-offs for released keys, then note-ons for new
   keys) at its absolute deadline `anchor_time + (n - anchor_index) * dt + latency_offset` on an
-  injected clock, and owns the set of open notes. It waits on a condition until that deadline, so
+  injected clock, and owns the set of open notes. It waits on a condition until the deadline, so
   stop, pause and tempo changes wake it at once; it never sleeps a period in a loop, so errors do
-  not accumulate.
+  not accumulate. A port with `send_at` (ports.SenderProcessPort) gets each frame `lead_time` early
+  and sends it at the deadline from its own process.
 
-All state shared between the threads and the caller lives under one condition (`_lock`); the port
-and the open notes under `_port_lock`; callbacks run on player threads with no lock held.
+State shared between the threads and callers lives under one condition (`_lock`); the port and the
+open notes under `_port_lock` (taken after `_lock`, never before); callbacks run on player threads
+with no lock held.
 
-On Python the scheduler shares the GIL with everything else in the process (a training run, the
-GUI). A thread that holds the GIL keeps it for up to `sys.getswitchinterval()` (5 ms by default)
-before a waiting thread gets it, which is what late sends are made of; while any player runs, the
-interval is lowered to `gil_switch_interval` (1 ms by default; see benchmarks/bench_playback.py).
+Timing, measured (benchmarks/bench_playback.py): the scheduler shares the GIL with the rest of the
+process, so while it runs the GIL switch interval is lowered to 1 ms; it asks for real-time priority
+where the system allows; torch runs one thread in the generator. With training in the same process,
+only a port in a separate process keeps sends within a millisecond on a loaded machine.
+
+One class on purpose, longer than our other modules: its two threads and the caller share state
+under two locks, and keeping every rule about that state in one place is what keeps it correct.
 """
 from __future__ import annotations
 
@@ -28,8 +32,6 @@ import atexit
 import collections
 import copy
 import logging
-import os
-import sys
 import threading
 import time
 import weakref
@@ -40,8 +42,7 @@ import mido
 import numpy as np
 import torch
 
-from .clock import Clock, MonotonicClock
-from .errors import StudioError
+from .clock import Clock, MonotonicClock, gil_switching, raise_this_thread_to_realtime
 from .model import BernoulliSampler
 from .pianoroll import RollSettings, read_midi, roll_to_midi
 from .ports import ALL_NOTES_OFF, PortError, all_notes_off_messages
@@ -72,18 +73,23 @@ class _Queued:
 class LivePlayer:
     """Plays a model live on a MIDI output port.
 
-    `port` needs `send(mido.Message)`; if it also has `problem() -> str | None` (ports.OutputPort
-    has), the player asks it twice a second and stops with an error when it returns a reason. The
-    player never closes the port: whoever opened it does. The model is copied, so a trainer may
-    keep changing the original; push its weights with swap_weights().
+    `port` needs `send(mido.Message)`. Optional: `problem() -> str | None`, asked every
+    probe_interval (a reason stops the player with an error); `send_at(deadline, messages, tag)` with
+    `lead_time`, for ports that send at given times themselves. ports.open_output_port() returns
+    such ports. The player never closes the port: whoever opened it does.
+
+    The model is copied, so a trainer may keep changing the original; push its weights with
+    swap_weights(). Every method may be called from any thread; on_error(message) and
+    on_stopped(reason) are called from a player thread, with no lock held.
     """
 
     def __init__(self, model, port, *, bpm: float = 120.0, steps_per_beat: int = 2, velocity: int = 80,
                  channel: int = 0, program: int = 0, restrike: bool = False, latency_offset: float = 0.0,
                  gibbs_steps: int | None = None, temperature: float = 1.0, seed: int | None = None,
-                 lookahead: int = 4, start_delay: float = 0.05, played_buffer_size: int = 1024,
-                 probe_interval: float = 0.5, gil_switch_interval: float | None = 0.001,
-                 realtime_priority: bool = True, clock: Clock | None = None, on_error: Callable[[str], Any] | None = None,
+                 lookahead: int = 4, start_delay: float = 0.05, regenerate_horizon: float = 0.15,
+                 played_buffer_size: int = 1024, probe_interval: float = 0.5,
+                 gil_switch_interval: float | None = 0.001, realtime_priority: bool = True,
+                 clock: Clock | None = None, on_error: Callable[[str], Any] | None = None,
                  on_stopped: Callable[[str], Any] | None = None):
         self._model = copy.deepcopy(model).eval()
         self._n_keys = int(self._model.config.n_visible)
@@ -98,6 +104,7 @@ class LivePlayer:
         self._sampler = BernoulliSampler(seed)
         self._lookahead = max(1, int(lookahead))
         self._start_delay = float(start_delay)
+        self._regenerate_horizon = float(regenerate_horizon)
         self._probe_interval = float(probe_interval)
         self._gil_switch_interval = gil_switch_interval
         self._realtime_priority = realtime_priority
@@ -245,8 +252,15 @@ class LivePlayer:
         with self._port_lock:
             if self._port is None:
                 raise PortError("no MIDI output chosen to play on")
+        current = threading.current_thread()
         with self._lock:
-            if self._state != STOPPED or any(t.is_alive() for t in self._threads):
+            if self._state != STOPPED:
+                raise RuntimeError("the player is already running")
+            finishing = [t for t in self._threads if t.is_alive() and t is not current]
+        for thread in finishing:  # a stopped player's thread may still be in on_stopped
+            thread.join(5.0)
+        with self._lock:
+            if self._state != STOPPED or any(t.is_alive() and t is not current for t in self._threads):
                 raise RuntimeError("the player is already running")
             self._state = PLAYING
             self._stopping = False
@@ -259,7 +273,7 @@ class LivePlayer:
                              threading.Thread(target=self._run_scheduler, name="rnnrbm-player-scheduler",
                                               daemon=True)]
         _running_players.add(self)
-        _raise_gil_switching(self._gil_switch_interval)
+        gil_switching.acquire(self._gil_switch_interval)
         for thread in self._threads:
             thread.start()
 
@@ -316,18 +330,18 @@ class LivePlayer:
             self._lock.notify_all()
 
     def set_temperature(self, temperature: float) -> None:
-        """Sampling temperature 1/beta (1 = the model); the next frame already uses it."""
+        """Sampling temperature 1/beta (1 = the model), from the first frame due after regenerate_horizon."""
         beta = 1.0 / self._check_temperature(temperature)
         with self._lock:
             self._inverse_temperature = beta
-            self._regenerate_locked()
+            self._regenerate_locked(keep_imminent=True)
 
     def set_gibbs_steps(self, steps: int | None) -> None:
-        """Gibbs steps per frame (None = the model's setting); the next frame already uses it."""
+        """Gibbs steps per frame (None = the model's setting), from the first frame due after regenerate_horizon."""
         steps = self._check_gibbs(steps)
         with self._lock:
             self._gibbs_steps = steps
-            self._regenerate_locked()
+            self._regenerate_locked(keep_imminent=True)
 
     def set_latency_offset(self, seconds: float) -> None:
         """Seconds added to every send deadline (negative: send early to make up for a slow synth)."""
@@ -408,7 +422,7 @@ class LivePlayer:
         return piano_roll.n_frames
 
     def swap_weights(self, source: Mapping[str, torch.Tensor] | torch.nn.Module) -> None:
-        """Play with new weights from the next frame on, keeping the RNN state.
+        """Play with new weights from the first frame due after regenerate_horizon, keeping the RNN state.
 
         `source` is a model or a state dict; it is copied here, on the caller's thread, so pass it
         where it is consistent (e.g. from the trainer's progress callback between updates).
@@ -428,13 +442,26 @@ class LivePlayer:
         with self._lock:
             # the generator uses whichever model object it picked up; this one is never mutated
             self._model = replacement
-            self._regenerate_locked()
+            self._regenerate_locked(keep_imminent=True)
 
-    def _regenerate_locked(self) -> None:
+    def _regenerate_locked(self, keep_imminent: bool = False) -> None:
         """Drop the frames generated but not played; the generator continues from the state after the
-        last played frame, with the settings and weights in force now."""
-        self._queue.clear()
-        self._generator_state = self._played_state
+        last frame kept, with the settings and weights in force now.
+
+        keep_imminent keeps the frames due within regenerate_horizon: regenerating them could make
+        them late (with training in the process, a step can wait on the GIL for tens of ms), and a new
+        temperature or new weights a fraction of a second later is not heard as late. A new state
+        (reset, prime) drops them all: it replaces what follows the last frame played.
+        """
+        kept = 0
+        if keep_imminent and self._state == PLAYING and not self._reanchor_from_now:
+            horizon = self._clock.now() + self._regenerate_horizon
+            while (kept < len(self._queue)
+                   and self._nominal_locked(self._next_index + kept) + self._latency_offset <= horizon):
+                kept += 1
+        while len(self._queue) > kept:
+            self._queue.pop()
+        self._generator_state = self._queue[-1].state if self._queue else self._played_state
         self._epoch += 1
         self._lock.notify_all()
 
@@ -479,15 +506,11 @@ class LivePlayer:
     # ------------------------------------------------------------------------- panic
     def panic(self) -> None:
         """All Notes Off and note-offs for every key on all 16 channels, now."""
-        failure = None
         with self._port_lock:
             if self._port is None:
                 return
             self._open_notes[:] = False
-            for message in all_notes_off_messages():
-                failure = self._send_locked(message)
-                if failure:
-                    break
+            failure = self._send_locked(list(all_notes_off_messages()))
         if failure:
             self._fail_or_raise(failure)
 
@@ -568,7 +591,7 @@ class LivePlayer:
 
     def _run_scheduler(self) -> None:
         clock = self._clock
-        realtime = self._realtime_priority and _raise_this_thread_to_realtime()
+        realtime = self._realtime_priority and raise_this_thread_to_realtime()
         with self._lock:
             self._realtime = realtime
         try:
@@ -620,9 +643,11 @@ class LivePlayer:
                     continue
                 index = self._next_index
                 deadline = self._nominal_locked(index) + self._latency_offset
+                # a port that sends at given times itself is handed each frame that much earlier
+                hand_over = deadline - getattr(self._port, "lead_time", 0.0)
                 now = clock.now()
-                if now < deadline:
-                    clock.wait(self._lock, deadline, "scheduler")
+                if now < hand_over:
+                    clock.wait(self._lock, hand_over, "scheduler")
                     continue
                 item = self._queue.popleft()
                 nominal = deadline - self._latency_offset
@@ -646,6 +671,7 @@ class LivePlayer:
         return self._anchor_time + (index - self._anchor_index) * self._dt
 
     def _play(self, item: _Queued, index: int, deadline: float, clock: Clock) -> None:
+        """Send a frame's difference: note-offs for released keys, then note-ons for new ones."""
         keys = item.keys
         pressed = keys.astype(bool)
         with self._port_lock:
@@ -653,18 +679,12 @@ class LivePlayer:
             open_notes = self._open_notes
             releases = open_notes.copy() if self._restrike else open_notes & ~pressed
             strikes = pressed.copy() if self._restrike else pressed & ~open_notes
-            failure = None
-            for key in np.flatnonzero(releases):
-                failure = self._send_locked(self._message("note_off", key, 0))
-                if failure:
-                    break
-                open_notes[key] = False
-            if failure is None:
-                for key in np.flatnonzero(strikes):
-                    open_notes[key] = True  # before sending: a note-off too many is harmless
-                    failure = self._send_locked(self._message("note_on", key, self._velocity))
-                    if failure:
-                        break
+            messages = ([self._message("note_off", key, 0) for key in np.flatnonzero(releases)]
+                        + [self._message("note_on", key, self._velocity) for key in np.flatnonzero(strikes)])
+            # counted as sounding before it is sent: if sending fails, a note-off too many is harmless
+            open_notes &= ~releases
+            open_notes |= strikes
+            failure = self._send_locked(messages, deadline, index)
         frame = PlayedFrame(index=index, keys=keys, onsets=strikes, deadline=deadline, sent_at=sent_at)
         with self._record_lock:
             self._recorded.append(keys)
@@ -679,14 +699,23 @@ class LivePlayer:
         cache_key = (kind, self._channel, note, velocity)
         message = self._messages.get(cache_key)
         if message is None:  # building a mido.Message validates every field: cache them
-            message = mido.Message(kind, channel=self._channel, note=min(127, note), velocity=velocity)
+            message = mido.Message(kind, channel=self._channel, note=note, velocity=velocity)
             self._messages[cache_key] = message
         return message
 
-    def _send_locked(self, message: mido.Message) -> str | None:
-        """Send on the port (with _port_lock held); a one-line failure reason, or None."""
+    def _send_locked(self, messages: mido.Message | list[mido.Message], deadline: float = 0.0,
+                     tag: int | None = None) -> str | None:
+        """Send on the port (with _port_lock held): now, or at `deadline` if the port sends at given
+        times itself (send_at; 0 = after what it already holds). A one-line failure reason, or None."""
+        if isinstance(messages, mido.Message):
+            messages = [messages]
         try:
-            self._port.send(message)
+            send_at = getattr(self._port, "send_at", None)
+            if send_at is not None:
+                send_at(deadline, messages, tag)
+            else:
+                for message in messages:
+                    self._port.send(message)
         except Exception as error:
             name = getattr(self._port, "name", "")
             text = " ".join(str(error).split()) or type(error).__name__
@@ -695,16 +724,11 @@ class LivePlayer:
 
     def _silence_locked(self, all_notes_off: bool) -> str | None:
         """Note-offs for the open notes (then All Notes Off if asked); best effort on a dead port."""
-        failure = None
-        for key in np.flatnonzero(self._open_notes):
-            failure = self._send_locked(self._message("note_off", key, 0))
-            if failure:
-                break
+        messages = [self._message("note_off", key, 0) for key in np.flatnonzero(self._open_notes)]
+        if all_notes_off:
+            messages.append(mido.Message("control_change", channel=self._channel, control=ALL_NOTES_OFF, value=0))
         self._open_notes[:] = False
-        if all_notes_off and failure is None:
-            failure = self._send_locked(mido.Message("control_change", channel=self._channel,
-                                                     control=ALL_NOTES_OFF, value=0))
-        return failure
+        return self._send_locked(messages) if messages else None
 
     def _finish(self) -> None:
         with self._port_lock:
@@ -717,11 +741,11 @@ class LivePlayer:
             generator = next((t for t in self._threads if t.name == "rnnrbm-player-generator"), None)
         if generator is not None and generator is not threading.current_thread() and generator.ident:
             generator.join(5.0)
-        with self._lock:
+        _running_players.discard(self)
+        gil_switching.release(self._gil_switch_interval)
+        with self._lock:  # from here on only the callbacks remain: start() may run again
             self._state = STOPPED
             reason, error = self._stop_reason, self._error
-        _running_players.discard(self)
-        _lower_gil_switching(self._gil_switch_interval)
         if reason == STOP_ERROR and error:
             log.warning("playback stopped: %s", error)
             self._call(self.on_error, error)
@@ -735,25 +759,6 @@ class LivePlayer:
             callback(*args)
         except Exception:
             log.exception("a player callback failed")
-
-
-REALTIME_PRIORITY = 10  # SCHED_FIFO: above every normal thread, below JACK's audio threads (70+)
-
-
-def _raise_this_thread_to_realtime() -> bool:
-    """Put the calling thread under SCHED_FIFO where the system allows (Linux: root, or a user with an
-    rtprio limit, as the jackd2 package grants the audio group). On a loaded 2-core machine this took
-    a waiting thread's worst wake-up from ~2.6-7.6 ms to 0.3 ms. The scheduler only ever waits or
-    sends a handful of messages, so it cannot hog a core."""
-    if not hasattr(os, "sched_setscheduler"):
-        return False
-    try:
-        priority = min(REALTIME_PRIORITY, os.sched_get_priority_max(os.SCHED_FIFO))
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
-    except (OSError, AttributeError) as error:
-        log.info("the player's scheduler runs at normal priority (%s)", error)
-        return False
-    return True
 
 
 def _use_one_torch_thread_here() -> None:
@@ -777,33 +782,6 @@ def _use_one_torch_thread_here() -> None:
 
 # --------------------------------------------------------------- process-wide concerns
 _running_players: "weakref.WeakSet[LivePlayer]" = weakref.WeakSet()
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved: float | None = None
-
-
-def _raise_gil_switching(interval: float | None) -> None:
-    global _switch_users, _switch_saved
-    if interval is None:
-        return
-    with _switch_lock:
-        _switch_users += 1
-        current = sys.getswitchinterval()
-        if current > interval:
-            if _switch_saved is None:
-                _switch_saved = current
-            sys.setswitchinterval(interval)
-
-
-def _lower_gil_switching(interval: float | None) -> None:
-    global _switch_users, _switch_saved
-    if interval is None:
-        return
-    with _switch_lock:
-        _switch_users = max(0, _switch_users - 1)
-        if _switch_users == 0 and _switch_saved is not None:
-            sys.setswitchinterval(_switch_saved)
-            _switch_saved = None
 
 
 def stop_all_players(reason: str = STOP_EXIT) -> None:
@@ -818,4 +796,4 @@ def stop_all_players(reason: str = STOP_EXIT) -> None:
 atexit.register(stop_all_players)
 
 __all__ = ["LivePlayer", "PlayedFrame", "stop_all_players", "STOPPED", "PLAYING", "PAUSED",
-           "STOP_REQUESTED", "STOP_ERROR", "STOP_EXIT", "StudioError"]
+           "STOP_REQUESTED", "STOP_ERROR", "STOP_EXIT"]

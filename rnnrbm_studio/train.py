@@ -21,6 +21,7 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, model_from_payload, save_checkpoint
 from .model import BernoulliSampler, RnnRbm
 from .pianoroll import RollSettings, transpose_roll
+from .evaluate import conditional_frames, log_likelihood
 from .recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class TrainConfig:
     rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling)
     rbm_pretrain_epochs: int = 0  # first train W, bv, bh as an RBM on the frames, shuffled (CD-k)
     pretrain_lr: float = 0.003  # Adam's learning rate in both pretraining phases
+    # "ll": keep the best weights (and stop early) by the log-likelihood per step (a small AIS with a
+    # fixed seed) of the first select_frames valid frames, not by the tutorial's monitor
+    select_by: str = "monitor"
+    select_frames: int = 2000
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
@@ -108,6 +113,7 @@ class Trainer:
         self.epochs_completed = 0
         self.history: list[dict] = []
         self.best_valid_monitor: float | None = None
+        self.best_valid_ll: float | None = None  # with select_by="ll"
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
@@ -149,6 +155,7 @@ class Trainer:
         state = payload.get("progress", {})
         trainer.epochs_completed = int(state.get("epochs_completed", 0))
         trainer.best_valid_monitor = state.get("best_valid_monitor")
+        trainer.best_valid_ll = state.get("best_valid_ll")
         trainer.epochs_since_best = int(state.get("epochs_since_best", 0))
         trainer.elapsed_before = float(state.get("elapsed_seconds", 0.0))
         trainer.history = list(payload.get("history", []))
@@ -206,6 +213,25 @@ class Trainer:
                 total += monitor * n
                 frames += n
         return total / frames
+
+    def validation_log_likelihood(self) -> float | None:
+        """LL per step by AIS on the first select_frames valid frames (select_by="ll"); None without valid data.
+
+        A fixed seed gives every epoch the same random numbers, so epochs differ by their weights only.
+        """
+        if not self.valid_rolls:
+            return None
+        rolls, total = [], 0
+        for roll in self.valid_rolls:
+            rolls.append(roll[:self.config.select_frames - total].numpy())
+            total += rolls[-1].shape[0]
+            if total >= self.config.select_frames:
+                break
+        with torch.no_grad():
+            frames = conditional_frames(self.model, rolls)
+            # small AIS (biased high, but alike for every epoch) keeps the check to ~2 s for 2,000 frames
+            return log_likelihood(self.model, frames, chains=8, n_betas=40, sampler=BernoulliSampler(12345),
+                                  base_chains=8, base_steps=30).mean
 
     def run(self) -> TrainResult:
         if self.config.prefetch_random:
@@ -301,14 +327,23 @@ class Trainer:
         seconds = time.monotonic() - epoch_started
         valid = self.validation_monitor()
         self.epochs_completed = epoch
-        if valid is not None and (self.best_valid_monitor is None or valid > self.best_valid_monitor):
-            self.best_valid_monitor = valid
+        by_ll = self.config.select_by == "ll"
+        valid_ll = self.validation_log_likelihood() if by_ll else None
+        if by_ll and valid is not None and (self.best_valid_monitor is None or valid > self.best_valid_monitor):
+            self.best_valid_monitor = valid  # still shown; the weights kept follow the log-likelihood
+        score, best = (valid_ll, self.best_valid_ll) if by_ll else (valid, self.best_valid_monitor)
+        if score is not None and (best is None or score > best):
+            if by_ll:
+                self.best_valid_ll = score
+            else:
+                self.best_valid_monitor = score
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.epochs_since_best = 0
         else:
             self.epochs_since_best += 1
         self.history.append({"epoch": epoch, "loss": loss_sum / frames, "monitor": monitor_sum / frames,
-                             "valid_monitor": valid, "seconds": seconds, "frames_per_second": frames / seconds})
+                             "valid_monitor": valid, "seconds": seconds, "frames_per_second": frames / seconds,
+                             **({"valid_ll": valid_ll} if by_ll else {})})
         self._save()
         self._report("epoch", epoch, len(batches), len(batches), frames / seconds, loss_sum / frames,
                      monitor_sum / frames, started, epochs_at_start, valid=valid)
@@ -355,6 +390,7 @@ class Trainer:
             "roll_settings": self.roll_settings.to_dict(),
             "data": self.data_description,
             "progress": {"epochs_completed": self.epochs_completed, "best_valid_monitor": self.best_valid_monitor,
+                         "best_valid_ll": self.best_valid_ll,
                          "epochs_since_best": self.epochs_since_best,
                          "elapsed_seconds": sum(h["seconds"] for h in self.history)
                          + sum(p.get("seconds", 0.0) for p in self.pretraining.values())},

@@ -296,16 +296,14 @@ class FluidSynth:
         """(channel, key) of each note event of `kind` ('noteon'/'noteoff') in the -v log.
 
         FluidSynth logs one line per voice (a GM organ sounds two voices per key); the lines of one
-        event differ only in their last field, the voice number.
+        event share its note id, the fifth field.
         """
         events, seen = [], set()
         for line in self.log_path.read_text(errors="replace").splitlines():
-            match = re.match(rf"fluidsynth: {kind}\t(\d+)\t(\d+)\t", line)
-            if match:
-                event = line.rsplit("\t", 1)[0]
-                if event not in seen:
-                    seen.add(event)
-                    events.append((int(match.group(1)), int(match.group(2))))
+            match = re.match(rf"fluidsynth: {kind}\t(\d+)\t(\d+)\t\d+\t(\d+)\t", line)
+            if match and match.groups() not in seen:
+                seen.add(match.groups())
+                events.append((int(match.group(1)), int(match.group(2))))
         return events
 
     def kill(self) -> None:

@@ -67,6 +67,24 @@ def test_ais_matches_enumeration_on_tiny_rbms(base):
     assert np.all(result.log_z_lower > exact - 1.5)
 
 
+def test_ais_weighted_states_give_the_expected_counts_of_enumeration():
+    W, bv, bh = tiny_rbms(n=4)
+    target = torch.tensor([[1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], [0] * 12, [1] * 12,
+                           [0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0]], dtype=torch.float32)
+    sampler = BernoulliSampler(6)
+    result = ais_log_partition(W, bv, bh, chains=400, n_betas=300, sampler=sampler,
+                               base_bias=base_marginals(W, bv, bh, sampler), extra_states=target)
+    states = torch.tensor([[(i >> j) & 1 for j in range(12)] for i in range(4096)], dtype=torch.float64)
+    neg_f = bv.double() @ states.t() + torch.nn.functional.softplus(
+        (states @ W.double()).unsqueeze(0) + bh.double().unsqueeze(1)).sum(-1)  # (4, 4096)
+    p = torch.softmax(neg_f, 1)
+    t = target.double()
+    # E[TP], E[FP], E[FN] of a draw from each RBM against its target frame
+    exact = torch.stack([torch.stack([(p[i] * (states @ t[i])).sum(), (p[i] * (states @ (1 - t[i]))).sum(),
+                                      (p[i] * ((1 - states) @ t[i])).sum()]) for i in range(4)]).numpy()
+    np.testing.assert_allclose(result.expected_counts, exact, atol=0.15)
+
+
 def test_ais_is_exact_when_the_base_is_the_target():
     # W = 0 and base = bv: every intermediate distribution is the target; all weights are 1
     W = torch.zeros(12, 10)
@@ -149,13 +167,39 @@ def test_expected_accuracy_of_a_model_that_copies_the_previous_frame():
                     dtype=np.uint8)
     second = np.array([[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 1]], dtype=np.uint8)  # FN 1, then TP 1
     frames = conditional_frames(model, [roll, second])
-    result = expected_accuracy(model, frames, samples=3, sampler=BernoulliSampler(0), batch_frames=3)
-    # TP 3, FP 3, FN 4 per prediction
-    assert (result.tp, result.fp, result.fn) == (9, 9, 12)
-    assert result.mean == pytest.approx(3 / 10)
-    assert result.per_sample == pytest.approx([0.3, 0.3, 0.3])
-    assert result.se == pytest.approx(0.0)
-    assert result.gibbs_steps == 2
+    np.testing.assert_array_equal(frames.v_prev.numpy(), np.vstack([np.zeros((1, 6)), roll[:-1],
+                                                                     np.zeros((1, 6)), second[:-1]]))
+    for start in ("previous", "silence"):  # W = 0: the chain's start cannot matter
+        result = expected_accuracy(model, frames, samples=3, sampler=BernoulliSampler(0), gibbs_steps=2,
+                                   start=start, batch_frames=3)
+        # TP 3, FP 3, FN 4 per prediction
+        assert (result.tp, result.fp, result.fn) == (9, 9, 12)
+        assert result.mean == pytest.approx(3 / 10)
+        assert result.per_sample == pytest.approx([0.3, 0.3, 0.3])
+        assert result.se == pytest.approx(0.0)
+        assert (result.gibbs_steps, result.start) == (2, start)
+    with pytest.raises(ValueError):
+        expected_accuracy(model, frames, samples=1, start="middle")
+
+
+def test_the_chain_start_matters_only_until_the_chain_mixes():
+    """An RBM with two chords: from the previous frame a short chain stays on its chord; long chains forget."""
+    V = 6
+    model = RnnRbm(RnnRbmConfig(n_visible=V, n_hidden=2, n_hidden_recurrent=2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        # hidden unit j switches chord j (keys 3j..3j+2) on; each chord is as likely as the other
+        model.W.copy_(torch.tensor([[6.0, -6.0]] * 3 + [[-6.0, 6.0]] * 3))
+        model.bv.fill_(-3.0)
+        model.bh.fill_(-9.0)
+    chord = np.array([[1, 1, 1, 0, 0, 0]] * 200, dtype=np.uint8)
+    frames = conditional_frames(model, [chord])
+    stay = expected_accuracy(model, frames, samples=2, sampler=BernoulliSampler(1), gibbs_steps=1)
+    mixed = expected_accuracy(model, frames, samples=2, sampler=BernoulliSampler(1), gibbs_steps=400,
+                              start="silence")
+    assert stay.mean > 0.9  # one step from the chord stays on it
+    assert 0.2 < mixed.mean < 0.8  # the model's own answer: either chord
 
 
 def test_accuracy_of_a_random_model_varies_between_samples():
@@ -163,7 +207,7 @@ def test_accuracy_of_a_random_model_varies_between_samples():
     model = RnnRbm(RnnRbmConfig(n_visible=8, n_hidden=6, n_hidden_recurrent=5, gibbs_steps=3))
     rng = np.random.default_rng(1)
     frames = conditional_frames(model, [(rng.random((40, 8)) < 0.5).astype(np.uint8)])
-    result = expected_accuracy(model, frames, samples=4, sampler=BernoulliSampler(2))
+    result = expected_accuracy(model, frames, samples=4, sampler=BernoulliSampler(2), gibbs_steps=3)
     assert 0.1 < result.mean < 0.6  # about a third for coin flips against coin flips
     assert result.se > 0
     assert len(set(result.per_sample)) > 1

@@ -205,3 +205,21 @@ def test_cli_ctrl_c_stops_with_every_note_released(jack_server, fluidsynth, mode
     assert play.returncode == 0, err
     assert "Traceback" not in err and "stopping" in err
     wait_until(lambda: fluidsynth.voice_count() == 0, 5, what="silence after Ctrl+C")
+
+
+def test_killing_the_app_mid_play_leaves_no_note_sounding(jack_server, fluidsynth, model_file):
+    play = _cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "480",
+                "--program", str(CHURCH_ORGAN + 1))
+    try:
+        wait_until(lambda: len(fluidsynth.log_events("noteon")) >= 3 or play.poll() is not None, 60,
+                   what="the command to play")
+        assert play.poll() is None and fluidsynth.voice_count() > 0
+        play.kill()  # no chance to clean up: the sender process notices its pipe close and does it
+        play.communicate(timeout=30)
+    finally:
+        if play.poll() is None:
+            play.kill()
+            play.wait()
+    wait_until(lambda: fluidsynth.voice_count() == 0, 5, what="silence after the app was killed")
+    ons, offs = fluidsynth.log_events("noteon"), fluidsynth.log_events("noteoff")
+    assert ons and len(offs) >= len(ons)

@@ -187,6 +187,44 @@ def test_temperature_and_gibbs_steps_apply_from_the_next_frame(session_factory):
         s.player.set_gibbs_steps(0)
 
 
+def test_changes_leave_the_frames_due_within_the_horizon_alone(session_factory):
+    model = ScriptedModel([], echo_settings=True)
+    s = session_factory(model, bpm=600, steps_per_beat=2, lookahead=4, regenerate_horizon=0.12,
+                        gibbs_steps=5)  # dt = 0.05 s
+    s.player.start()
+    s.play(2)
+    s.clock.wait_until_waiting("generator")  # the queue is full: four frames ahead
+    s.player.set_gibbs_steps(7)  # due in 0.05 and 0.10 s: kept; 0.15 and 0.20 s: made again
+    s.play(4)
+    assert [keys[0] for keys in played_keys(s.frames)] == [5, 5, 5, 5, 7, 7]
+
+
+def test_a_port_that_sends_at_deadlines_itself_gets_frames_early(session_factory):
+    class TimedPort(FakePort):
+        lead_time = 0.03
+
+        def send_at(self, deadline, messages, tag=None):
+            with self._changed:
+                self.handed.append((self.clock.now(), deadline, tag, [m.type for m in messages]))
+            for message in messages:
+                self.send(message)
+
+    s = session_factory(ScriptedModel([[0], [1]]), bpm=120, steps_per_beat=2)
+    port = TimedPort(s.clock)
+    port.handed = []
+    s.player.set_port(port)
+    s.player.start()
+    first = s.clock.wait_until_waiting("scheduler", after=s.clock.now())
+    s.clock.advance_to(first)
+    second = s.clock.wait_until_waiting("scheduler", after=first)
+    assert second == pytest.approx(first + 0.25)
+    s.player.stop()
+    handed = port.handed
+    assert handed[0] == (pytest.approx(handed[0][0]), 0.0, None, ["program_change"])
+    assert handed[1][0] == first and handed[1][1] == pytest.approx(first + 0.03) and handed[1][2] == 0
+    assert handed[-1][1:3] == (0.0, None) and handed[-1][3][-1] == "control_change"  # stop: after what it holds
+
+
 def test_swapping_weights_keeps_the_rnn_state(session_factory):
     up, down = scale_model(step=1), scale_model(step=-1)
     s = session_factory(up, lookahead=3)
@@ -315,6 +353,20 @@ def test_a_port_that_fails_while_playing_stops_the_player_cleanly(session_factor
     assert s.reasons == ["error"] and len(s.errors) == 1
     assert "fake synth" in s.errors[0] and "went away" in s.errors[0]
     assert s.player.state == STOPPED and s.player.error == s.errors[0]
+
+
+def test_the_player_can_start_again_right_after_an_error(session_factory):
+    s = session_factory(ScriptedModel([[0], [1]]))
+    s.player.start()
+    s.play(1)
+    s.port.fail_after = len(s.port.sent)
+    s.clock.advance(1.0)
+    assert s.stopped.wait(5)  # set inside on_stopped: the scheduler thread may still be finishing
+    s.port.fail_after = None
+    s.player.start()
+    s.play(2)
+    assert s.player.state == PLAYING and s.player.error is None
+    assert [f.index for f in s.frames][-2:] == [2, 3]
 
 
 def test_a_port_whose_synth_vanished_is_noticed_by_the_probe(session_factory):

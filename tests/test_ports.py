@@ -1,13 +1,21 @@
-"""Port listing and opening, without a running MIDI system (JACK is exercised in test_live_jack.py)."""
+"""Port listing and opening, and the sender process, without a MIDI system (JACK: test_live_jack.py)."""
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
+import time
+
 import mido
+import numpy as np
 import pytest
 
-from jack_synth import scale_model
+from jack_synth import ScriptedModel, heard_roll, scale_model, unbalanced_notes, wait_until
 from rnnrbm_studio import ports
 from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import main
+from rnnrbm_studio.player import LivePlayer
 from rnnrbm_studio.ports import PortError
 
 NO_JACK = {"MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK", "JACK_DEFAULT_SERVER": "rnnrbm-no-such-server",
@@ -39,6 +47,11 @@ class FakeBackend:
         port = mido.ports.BaseOutput(name=name)  # a do-nothing output port
         self.opened.append((name, virtual, client_name))
         return port
+
+
+def open_here(name=None, virtual=False):
+    """Open in this process: the fake MIDI systems do not exist in a sender process."""
+    return ports.open_output_port(name, virtual=virtual, separate_process=False)
 
 
 @pytest.fixture
@@ -92,13 +105,13 @@ def test_one_working_system_is_enough(fake_systems):
 
 def test_open_by_exact_name_or_unique_part(fake_systems):
     (backend,) = fake_systems(FakeBackend(["synth:midi_00", "Midi Through:Port-0", "other:midi_00"]))
-    assert ports.open_output_port("other:midi_00").name == "other:midi_00"
-    assert ports.open_output_port("THROUGH").name == "Midi Through:Port-0"
-    assert ports.open_output_port().name == "synth:midi_00"  # the first one
+    assert open_here("other:midi_00").name == "other:midi_00"
+    assert open_here("THROUGH").name == "Midi Through:Port-0"
+    assert open_here().name == "synth:midi_00"  # the first one
     with pytest.raises(PortError, match="ambiguous"):
-        ports.open_output_port("midi_00")
+        open_here("midi_00")
     with pytest.raises(PortError) as caught:
-        ports.open_output_port("fluid")
+        open_here("fluid")
     assert str(caught.value) == ("no MIDI output named 'fluid'; available: 'synth:midi_00', "
                                  "'Midi Through:Port-0', 'other:midi_00'")
 
@@ -107,12 +120,12 @@ def test_no_port_at_all_says_what_to_do(fake_systems):
     fake_systems(FakeBackend([]))
     assert ports.list_output_ports() == []
     with pytest.raises(PortError, match="start a synth"):
-        ports.open_output_port()
+        open_here()
 
 
 def test_virtual_port_is_named_after_the_app(fake_systems):
     (backend,) = fake_systems(FakeBackend([]))
-    port = ports.open_output_port(virtual=True)
+    port = open_here(virtual=True)
     assert port.virtual and port.name == "RNN-RBM Studio"
     assert backend.opened == [("RNN-RBM Studio", True, "RNN-RBM Studio")]
 
@@ -120,7 +133,7 @@ def test_virtual_port_is_named_after_the_app(fake_systems):
 def test_virtual_port_on_windows_mm_is_refused_clearly(fake_systems):
     fake_systems(FakeBackend([], "WINDOWS_MM"))
     with pytest.raises(PortError, match="virtual ports are not supported"):
-        ports.open_output_port(virtual=True)
+        open_here(virtual=True)
 
 
 class FakeProbe:
@@ -186,3 +199,89 @@ def test_cli_ports_lists_names(fake_systems, capsys):
     fake_systems(FakeBackend(["synth:midi_00", "other:in"]))
     assert main(["ports"]) == 0
     assert capsys.readouterr().out == "synth:midi_00\nother:in\n"
+
+
+# ------------------------------------------------------------------ the sender process
+def recorded_messages(path) -> list[tuple[float, mido.Message]]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(float(t), mido.Message.from_hex(h)) for t, h in (line.split(" ", 1) for line in lines)]
+
+
+def test_sender_process_sends_at_the_deadline_and_keeps_order(tmp_path):
+    record = tmp_path / "sent.txt"
+    port = ports.SenderProcessPort(record_to=str(record))
+    try:
+        assert port.problem() is None
+        deadline = time.perf_counter() + 0.3
+        port.send_at(deadline, [mido.Message("note_on", note=60, velocity=90)], tag=7)
+        port.send(mido.Message("note_off", note=60))  # queued later: must not overtake the note-on
+        port.send_at(deadline - 1.0, [mido.Message("note_on", note=62)], tag=8)  # already due: right after
+    finally:
+        port.close()  # the child sends what is queued, then exits
+    sent = recorded_messages(record)
+    assert [m for _, m in sent] == [mido.Message("note_on", note=60, velocity=90), mido.Message("note_off", note=60),
+                                    mido.Message("note_on", note=62),
+                                    # closing with a note still on: the sender releases it itself
+                                    mido.Message("note_off", note=62, velocity=0), mido.Message("control_change", control=123)]
+    assert sent[0][0] >= deadline
+    report = port.send_report()
+    assert [tag for tag, _, _ in report] == [7, 8]
+    assert report[0][1] == deadline and report[0][2] >= deadline
+
+
+def test_sender_process_releases_its_notes_when_the_app_dies(tmp_path):
+    record = tmp_path / "sent.txt"
+    app = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys, mido\n"
+        "from rnnrbm_studio.ports import SenderProcessPort\n"
+        "port = SenderProcessPort(record_to=sys.argv[1])\n"
+        "for note in (60, 64):\n"
+        "    port.send(mido.Message('note_on', channel=3, note=note, velocity=80))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"), str(record)], timeout=60)
+    assert app.returncode == -signal.SIGKILL
+    wait_until(lambda: len(recorded_messages(record)) >= 5, 10, what="the sender to release the notes")
+    assert [m for _, m in recorded_messages(record)] == [
+        mido.Message("note_on", channel=3, note=60, velocity=80), mido.Message("note_on", channel=3, note=64, velocity=80),
+        mido.Message("note_off", channel=3, note=60, velocity=0), mido.Message("note_off", channel=3, note=64, velocity=0),
+        mido.Message("control_change", channel=3, control=123, value=0)]
+
+
+def test_a_sender_process_that_dies_is_reported_as_a_problem(tmp_path):
+    port = ports.SenderProcessPort(record_to=str(tmp_path / "sent.txt"))
+    try:
+        port._process.kill()
+        problem = wait_until(port.problem, 10, what="the death to be noticed")
+        assert problem.startswith("the MIDI sender process ended unexpectedly")
+        with pytest.raises(OSError):
+            port.send(mido.Message("note_on", note=60))
+    finally:
+        port.close()
+
+
+def test_player_through_a_sender_process_plays_every_frame_on_time(tmp_path):
+    record = tmp_path / "sent.txt"
+    port = ports.SenderProcessPort(record_to=str(record))
+    stopped = threading.Event()
+    try:
+        player = LivePlayer(ScriptedModel([[0, 4], [4], [7, 9], []]), port, bpm=600, steps_per_beat=4,
+                            played_buffer_size=100, on_stopped=lambda reason: stopped.set())
+        player.start()
+        wait_until(lambda: player.frames_played >= 12, 10, interval=0.02, what="12 frames")
+        player.stop()
+        assert stopped.is_set() and player.error is None
+    finally:
+        port.close()
+    frames = player.drain_played_frames()
+    report = {tag: (deadline, sent_at) for tag, deadline, sent_at in port.send_report()}
+    for frame in frames:
+        deadline, sent_at = report[frame.index]
+        assert deadline == frame.deadline and sent_at >= deadline  # never early
+        assert frame.sent_at <= deadline  # handed over ahead of time
+    sent = recorded_messages(record)
+    assert sent[0][1] == mido.Message("program_change", program=0)
+    # each frame's messages go out within microseconds of its sent_at, the next frame 25 ms later;
+    # the last frame is cut short by stop's note-offs, which follow it at once
+    heard = heard_roll(sent, [report[f.index][1] + 0.0125 for f in frames[:-1]])
+    np.testing.assert_array_equal(heard, player.recorded_roll()[:-1])
+    assert unbalanced_notes([m for _, m in sent]) == {}
+    assert sent[-1][1].is_cc(123)

@@ -44,6 +44,10 @@ def register(subparsers) -> None:
     train.add_argument("--rbm-pretrain-epochs", type=int, default=0,
                        help="first train the RBM alone on the frames, shuffled (CD-k)")
     train.add_argument("--pretrain-lr", type=float, default=0.003, help="Adam learning rate of the pretraining")
+    train.add_argument("--select-by", choices=("monitor", "ll"), default="monitor",
+                       help="keep the best epoch by the tutorial's monitor or by the log-likelihood (AIS) "
+                            "of the first --select-frames valid frames")
+    train.add_argument("--select-frames", type=int, default=2000)
     train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
     train.add_argument("--seconds-per-step", type=float, default=None,
                        help="use a seconds grid instead (the tutorial used 0.3)")
@@ -125,7 +129,8 @@ def train_command(args: argparse.Namespace) -> int:
                                    key_shift=args.key_shift, patience=args.patience, seed=args.seed,
                                    threads=args.threads, lr_schedule=args.lr_schedule,
                                    lr_min_ratio=args.lr_min_ratio, rnn_pretrain_epochs=args.rnn_pretrain_epochs,
-                                   rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr)
+                                   rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr,
+                                   select_by=args.select_by, select_frames=args.select_frames)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))

@@ -13,7 +13,7 @@ SPLITS = ("train", "valid", "test")
 
 
 def register(subparsers) -> None:
-    from ..evaluate import DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
+    from ..evaluate import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
 
     ev = subparsers.add_parser(
         "eval", help="measure a model on a corpus: log-likelihood per step (AIS), frame accuracy, monitor",
@@ -32,8 +32,9 @@ def register(subparsers) -> None:
                     help="AIS base RBM: each frame's estimated marginals (default) or its visible biases")
     ev.add_argument("--acc-samples", type=int, default=DEFAULT_ACC_SAMPLES,
                     help=f"predictions per frame for the accuracy (default {DEFAULT_ACC_SAMPLES}; 0 skips it)")
-    ev.add_argument("--gibbs-steps", type=int, default=None,
-                    help="Gibbs steps per predicted frame (default: the model's generation setting)")
+    ev.add_argument("--gibbs-steps", type=int, default=DEFAULT_ACC_GIBBS_STEPS,
+                    help=f"Gibbs steps per predicted frame for the ACC, from the previous frame "
+                         f"(default {DEFAULT_ACC_GIBBS_STEPS})")
     ev.add_argument("--pieces", type=int, default=None, help="measure only the first N pieces of the split")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -51,7 +52,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
     if args.chains < 0 or args.betas < 1 or args.acc_samples < 0:
         raise StudioError("--chains and --acc-samples must be >= 0 and --betas >= 1")
-    if args.gibbs_steps is not None and args.gibbs_steps < 1:
+    if args.gibbs_steps < 1:
         raise StudioError("--gibbs-steps must be positive")
     if args.pieces is not None and args.pieces < 1:
         raise StudioError("--pieces must be positive")
@@ -100,10 +101,12 @@ def summary(values: dict) -> dict:
     ll, acc = values.get("log_likelihood"), values.get("accuracy")
     if ll:
         out.update(log_likelihood=round(ll["mean"], 4), log_likelihood_se=round(ll["se"], 4),
-                   ais=f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base")
+                   ais=f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base",
+                   accuracy_ais_weighted=round(ll["accuracy"], 4))
     if acc:
         out.update(accuracy=round(acc["mean"], 4), accuracy_se=round(acc["se"], 4) if acc["se"] == acc["se"] else None,
-                   accuracy_samples=acc["samples"])
+                   accuracy_protocol=f"{acc['samples']} samples x {acc['gibbs_steps']} Gibbs steps from v_(t-1)",
+                   app_sampler_accuracy=round(values["app_accuracy"]["mean"], 4))
     if values.get("monitor") is not None:
         out["tutorial_monitor"] = round(values["monitor"], 4)
     return out
@@ -114,18 +117,23 @@ def format_table(values: dict) -> str:
              f"data:  {values['data']} ({values['split']}: {values['pieces']} pieces, {values['frames']:,} steps)",
              "",
              f"{'measure':<44} {'value':>20}  details"]
-    ll, acc = values.get("log_likelihood"), values.get("accuracy")
+    ll = values.get("log_likelihood")
     if ll:
         lines.append(f"{'log-likelihood per step, nats (AIS)':<44} {ll['mean']:>11.4f} ± {ll['se']:<6.4f}  "
                      f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base, {ll['seconds']:.0f} s")
         lines.append(f"{'  sure upper bound (distinct states seen)':<44} {ll['upper_bound']:>11.4f}           "
                      f"AIS below it on {ll['frames_below_lower_bound']:.1%} of frames; "
                      f"mean ESS {ll['mean_ess']:.1f}/{ll['chains']}")
-    if acc:
-        se = f"± {acc['se'] * 100:<5.2f}" if acc["se"] == acc["se"] else " " * 7
-        lines.append(f"{'expected frame accuracy (ACC), %':<44} {acc['mean'] * 100:>11.2f} {se}   "
-                     f"{acc['samples']} predictions per frame, {acc['gibbs_steps']} Gibbs steps, "
-                     f"{acc['seconds']:.0f} s")
+        lines.append(f"{'expected frame accuracy (ACC), % (AIS-weighted)':<44} {ll['accuracy'] * 100:>11.2f}           "
+                     f"E[TP] / E[TP+FP+FN] under each frame's RBM, from the weighted AIS states")
+    for key, label in (("accuracy", "frame accuracy of Gibbs predictions, %"),
+                       ("app_accuracy", "  ... as the app composes, %")):
+        acc = values.get(key)
+        if acc:
+            se = f"± {acc['se'] * 100:<5.2f}" if acc["se"] == acc["se"] else " " * 7
+            start = "from v(t-1)" if acc["start"] == "previous" else "from silence"
+            lines.append(f"{label:<44} {acc['mean'] * 100:>11.2f} {se}   {acc['samples']} predictions per frame, "
+                         f"{acc['gibbs_steps']} Gibbs steps {start}, {acc['seconds']:.0f} s")
     if values.get("monitor") is not None:
         lines.append(f"{'tutorial monitor (reconstruction, not LL)':<44} {values['monitor']:>11.4f}")
     lines.append(f"\n{values['seconds']:.0f} s in all, seed {values['seed']}")
