@@ -79,12 +79,13 @@ def subset(rolls: list[np.ndarray], fraction: float, seed: int) -> list[np.ndarr
     return chosen
 
 
-def time_training(rolls, batch_seqs: int, learning_rate: float, seed: int, threads: int | None):
+def time_training(rolls, batch_seqs: int, learning_rate: float, seed: int, threads: int | None,
+                  prefetch: bool = False):
     """Seconds for one epoch over `rolls` through the Trainer, and the frames it trained on."""
     torch.manual_seed(seed)
     model = RnnRbm(RnnRbmConfig(n_hidden=150, n_hidden_recurrent=100, cd_k=15))
     config = TrainConfig(epochs=1, learning_rate=learning_rate, batch_seqs=batch_seqs, seq_len=100,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, prefetch_random=prefetch)
     trainer = Trainer(model, rolls, (), config)
     started = time.perf_counter()
     result = trainer.run()
@@ -126,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-lr", type=float, default=0.01, help="learning rate for minibatches")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefetch", action="store_true",
+                        help="draw random numbers ahead on a background thread (TrainConfig.prefetch_random)")
     args = parser.parse_args(argv)
 
     fraction = args.fraction if args.fraction is not None else (0.1 if args.quick else 1.0)
@@ -147,7 +150,8 @@ def main(argv=None) -> int:
     print(f"  python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
     print(f"  data {args.data}: train {len(train)} sequences, {total_frames:,} frames")
-    print(f"  model 88/150/100, CD-15, seq_len 100, mode {'quick' if args.quick else 'full'} ({label})")
+    print(f"  model 88/150/100, CD-15, seq_len 100, mode {'quick' if args.quick else 'full'} ({label}), "
+          f"random numbers {'prefetched on a background thread' if args.prefetch else 'drawn in line'}")
     print(f"  anchor (Theano tutorial here): {THEANO_SECONDS_PER_EPOCH:.0f} s/epoch, "
           f"{THEANO_FRAMES_PER_SECOND:,.0f} frames/s, {THEANO_MS_PER_FRAME} ms per generated frame")
     load = os.getloadavg()[0]
@@ -158,7 +162,7 @@ def main(argv=None) -> int:
     print(f"  RSS after loading the data: {rss_before:.0f} MB")
     print()
 
-    seconds, frames, model, monitor = time_training(rolls, 1, args.lr, args.seed, args.threads)
+    seconds, frames, model, monitor = time_training(rolls, 1, args.lr, args.seed, args.threads, args.prefetch)
     epoch_seconds = seconds * total_frames / frames
     print(f"(a) tutorial schedule (batch 1, SGD lr {args.lr}): {epoch_seconds:.2f} s/epoch "
           f"{'(extrapolated) ' if extrapolated else ''}= {frames / seconds:,.0f} frames/s; "
@@ -167,7 +171,8 @@ def main(argv=None) -> int:
           f"[{seconds:.2f} s for {frames:,} frames, monitor {monitor:.2f}]")
 
     for batch in batch_sizes:
-        seconds, frames, _, monitor = time_training(rolls, batch, args.batch_lr, args.seed, args.threads)
+        seconds, frames, _, monitor = time_training(rolls, batch, args.batch_lr, args.seed, args.threads,
+                                                         args.prefetch)
         epoch_seconds = seconds * total_frames / frames
         print(f"(b) minibatch {batch:3d} (SGD lr {args.batch_lr}): {epoch_seconds:.2f} s/epoch "
               f"{'(extrapolated) ' if extrapolated else ''}= {frames / seconds:,.0f} frames/s; "

@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from rnnrbm_studio.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from rnnrbm_studio.model import RnnRbm  # noqa: E402
+from rnnrbm_studio.runtime import configure_threads  # noqa: E402
 from rnnrbm_studio.ui.app import create_application  # noqa: E402
 from rnnrbm_studio.ui.live_controller import SilentPortProvider  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
@@ -48,6 +49,7 @@ def main() -> int:
     if not Path(args.data).exists():
         print(f"no data at {args.data}; pass --data", file=sys.stderr)
         return 2
+    threads = configure_threads()  # as the app does
     app = create_application()
     app.setProperty("no_dialogs", True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -75,7 +77,8 @@ def main() -> int:
         frames = window.piano_roll.frames_pushed
         window.close()
     print(f"settings: {args.seconds:.0f} s per phase, playing at 240 BPM x 2 steps per beat, training "
-          f"150/100 units, CD-15, Adam, 16 subsequences per update; torch threads default")
+          f"150/100 units, CD-15, Adam, 16 subsequences per update; {threads} torch thread(s); "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'phase':<22}{'longest stall (ms)':>20}{'timer ticks':>14}")
     for phase, (stall, samples) in results.items():
         print(f"{phase:<22}{stall:>20.1f}{samples:>14}")
