@@ -23,6 +23,6 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77' wheel >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 echo "ready: .venv/bin/rnnrbm-studio"
