@@ -13,7 +13,7 @@ from ..errors import StudioError
 log = logging.getLogger(__name__)
 
 APP_NAME = "RNN-RBM Studio"
-SCREENSHOT_PLAY_MS = 4000
+SCREENSHOT_PLAY_MS = 6000
 
 
 def _has_display() -> bool:

@@ -176,6 +176,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _set_model(self, model: RnnRbm, path: Path | None, payload: dict) -> None:
         self.model, self.model_path, self.payload = model, path, payload
         self.live.set_model(model, roll_settings_of(payload))
+        self.live_panel.gibbs_steps.setValue(model.config.gibbs_steps)  # each model says how it mixes
         self.training_plot.set_history(payload.get("history") or [])
         config = model.config
         name = path.name if path else "untrained"
@@ -483,7 +484,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _persisted_widgets(self) -> dict[str, QtWidgets.QWidget]:
         live, training = self.live_panel, self.training_panel
-        return {"bpm": live.bpm, "temperature": live.temperature, "gibbs_steps": live.gibbs_steps,
+        return {"bpm": live.bpm, "temperature": live.temperature,
                 "follow_training": live.follow_training, "training/hidden": training.hidden,
                 "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
                 "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
