@@ -28,8 +28,14 @@ Batches = Callable[[], list]  # () -> [(batch (B, T, V), mask (B, T) or None)], 
 
 
 def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, seed: int = 0,
-                 stop: Callable[[], bool] = lambda: False) -> dict:
-    """Train bv and the RNN to maximise sum_t log prod_i Bernoulli(v_ti; sigmoid(bv_t,i)) (W held at 0)."""
+                 stop: Callable[[], bool] = lambda: False, valid_batches: list | None = None,
+                 patience: int = 10) -> dict:
+    """Train bv and the RNN to maximise sum_t log prod_i Bernoulli(v_ti; sigmoid(bv_t,i)) (W held at 0).
+
+    With valid_batches, the exact valid log-likelihood is measured after every epoch; the best
+    epoch's weights are kept and the phase ends after `patience` epochs without a better one, so
+    `epochs` is a cap and the same setting suits a small corpus (few updates per epoch) and a big one.
+    """
     started = time.monotonic()
     with torch.no_grad():
         # The tutorial's 1e-4 weights sit at a saddle: u_t ≈ tanh(bu), so Wuv gets no gradient, and
@@ -39,10 +45,11 @@ def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, 
         for name, scale in (("Wvu", 1 / math.sqrt(8.0)), ("Wuu", 1 / math.sqrt(R)), ("Wuv", 1 / math.sqrt(R))):
             weight = getattr(model, name)
             weight.copy_(torch.randn(weight.shape, generator=generator) * scale)
-    params = [p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    params = {n: p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS}
+    optimizer = torch.optim.Adam(params.values(), lr=lr)
     saved_w = model.W.detach().clone()
-    losses = []
+    losses, valid_lls = [], []
+    best, best_state, since_best = -math.inf, None, 0
     try:
         with torch.no_grad():
             model.W.zero_()  # only bv_t reaches the visible units; no gradient flows to W
@@ -51,27 +58,49 @@ def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, 
             for batch, mask in epoch_batches():
                 if stop():
                     break
-                bv_t, _, _ = model.conditional_biases(batch)  # (B, T, V)
-                nll = F.binary_cross_entropy_with_logits(bv_t, batch, reduction="none").sum(-1)  # (B, T)
-                if mask is not None:
-                    nll = nll * mask
-                n = int(mask.sum()) if mask is not None else nll.numel()
-                loss = nll.sum() / n
+                nll, n = _independent_nll(model, batch, mask)
+                loss = nll / n
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * n
+                total += float(nll.detach())
                 frames += n
-            if frames:
-                losses.append(total / frames)
-                log.info("RNN pretraining epoch %d/%d: log-likelihood %.3f per step", epoch + 1, epochs,
-                         -losses[-1])
+            if not frames:
+                break
+            losses.append(total / frames)
+            message = f"RNN pretraining epoch {epoch + 1}/{epochs}: log-likelihood {-losses[-1]:.3f} per step"
+            if valid_batches:
+                with torch.no_grad():
+                    sums = [_independent_nll(model, b, m) for b, m in valid_batches]
+                valid_lls.append(-float(sum(s for s, _ in sums)) / sum(n for _, n in sums))
+                message += f", valid {valid_lls[-1]:.3f}"
+                if valid_lls[-1] > best:
+                    best, since_best = valid_lls[-1], 0
+                    best_state = {n: p.detach().clone() for n, p in params.items()}
+                else:
+                    since_best += 1
+            log.info(message)
+            if valid_batches and since_best >= patience:
+                break
+        if best_state is not None:
+            with torch.no_grad():
+                for name, value in best_state.items():
+                    params[name].copy_(value)
     finally:
         with torch.no_grad():
             model.W.copy_(saved_w)
         model.zero_grad(set_to_none=True)
     return {"epochs": len(losses), "log_likelihood": -losses[-1] if losses else None,
-            "seconds": time.monotonic() - started}
+            "valid_log_likelihood": best if valid_lls else None, "seconds": time.monotonic() - started}
+
+
+def _independent_nll(model: RnnRbm, batch: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    """Summed -log p of the real frames of a batch under independent notes (W = 0), and their number."""
+    bv_t, _, _ = model.conditional_biases(batch)  # (B, T, V)
+    nll = F.binary_cross_entropy_with_logits(bv_t, batch, reduction="none").sum(-1)  # (B, T)
+    if mask is not None:
+        return (nll * mask).sum(), int(mask.sum())
+    return nll.sum(), nll.numel()
 
 
 def pretrain_rbm(model: RnnRbm, rolls: Sequence[np.ndarray], epochs: int, lr: float, sampler: BernoulliSampler,

@@ -47,7 +47,8 @@ class TrainConfig:
     # recipe options (docs/quality.md); the defaults leave the tutorial's training unchanged
     lr_schedule: str = "constant"  # "cosine": decays to lr_min_ratio x the learning rates at the last epoch
     lr_min_ratio: float = 0.05
-    rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling)
+    rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling); a cap:
+    # with valid data it keeps the best epoch by the exact valid log-likelihood and stops 10 epochs after it
     rbm_pretrain_epochs: int = 0  # first train W, bv, bh as an RBM on the frames, shuffled (CD-k)
     pretrain_lr: float = 0.003  # Adam's learning rate in both pretraining phases
     # "ll": keep the best weights (and stop early) by the log-likelihood per step (a small AIS with a
@@ -288,7 +289,8 @@ class Trainer:
                                                    np.random.default_rng(config.seed), stop=self._stop.is_set)
         if config.rnn_pretrain_epochs:
             self.pretraining["rnn"] = pretrain_rnn(self.model, self._epoch_batches, config.rnn_pretrain_epochs,
-                                                   config.pretrain_lr, config.seed, stop=self._stop.is_set)
+                                                   config.pretrain_lr, config.seed, stop=self._stop.is_set,
+                                                   valid_batches=self._valid_batches() if self.valid_rolls else None)
         log.info("pretraining: %s", self.pretraining)
 
     def _run_epoch(self, epoch: int, started: float, epochs_at_start: int) -> tuple[str, str] | None:

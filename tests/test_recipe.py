@@ -129,3 +129,21 @@ def test_default_config_keeps_the_tutorials_training(tmp_path):
     # the best weights follow the tutorial's monitor
     monitors = [h["valid_monitor"] for h in trainer.history]
     assert trainer.best_valid_monitor == max(monitors)
+
+
+def test_rnn_pretraining_stops_on_valid_and_keeps_its_best_epoch():
+    torch.manual_seed(3)
+    model = RnnRbm(RnnRbmConfig(n_visible=12, n_hidden=5, n_hidden_recurrent=8))
+    train = torch.as_tensor(alternating_chords(), dtype=torch.float32).unsqueeze(0)
+    # valid music the training music does not predict: the same chords in another order, then noise
+    other = np.vstack([alternating_chords(20)[::-1], (np.random.default_rng(0).random((20, 12)) < 0.3)])
+    valid = torch.as_tensor(other, dtype=torch.float32).unsqueeze(0)
+    stats = pretrain_rnn(model, lambda: [(train, None)], epochs=300, lr=0.03, valid_batches=[(valid, None)],
+                         patience=3)
+    assert stats["epochs"] < 300  # stopped when the valid likelihood stopped improving
+    W = model.W.detach().clone()
+    with torch.no_grad():
+        model.W.zero_()
+    assert exact_independent_ll(model, other) == pytest.approx(stats["valid_log_likelihood"], abs=1e-5)
+    with torch.no_grad():
+        model.W.copy_(W)

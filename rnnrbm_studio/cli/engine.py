@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     train.add_argument("--recurrent", type=int, default=100, help="RNN units (default 100)")
     train.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
     train.add_argument("--cd-k", type=int, default=15, help="Gibbs steps of CD-k (default 15)")
+    train.add_argument("--gibbs-steps", type=int, default=25,
+                       help="Gibbs steps per generated frame, stored with the model (default 25, the tutorial's)")
     train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     train.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     train.add_argument("--batch-seqs", type=int, default=1,
@@ -122,7 +124,7 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"resuming after epoch {trainer.epochs_completed}", file=sys.stderr)
     else:
         config = RnnRbmConfig(n_hidden=args.hidden, n_hidden_recurrent=args.recurrent, cd_k=args.cd_k,
-                              learned_u0=args.learned_u0)
+                              learned_u0=args.learned_u0, gibbs_steps=args.gibbs_steps)
         train_config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer,
                                    momentum=args.momentum, batch_seqs=args.batch_seqs, seq_len=args.seq_len,
                                    rnn_lr_scale=args.rnn_lr_scale, grad_clip=args.grad_clip,

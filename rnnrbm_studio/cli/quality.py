@@ -121,6 +121,8 @@ def format_table(values: dict) -> str:
     if ll:
         lines.append(f"{'log-likelihood per step, nats (AIS)':<44} {ll['mean']:>11.4f} ± {ll['se']:<6.4f}  "
                      f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base, {ll['seconds']:.0f} s")
+        lines.append(f"{'  raised to the sure bound where below it':<44} {ll['mean_floored']:>11.4f}           "
+                     f"(equal to the LL when AIS has converged)")
         lines.append(f"{'  sure upper bound (distinct states seen)':<44} {ll['upper_bound']:>11.4f}           "
                      f"AIS below it on {ll['frames_below_lower_bound']:.1%} of frames; "
                      f"mean ESS {ll['mean_ess']:.1f}/{ll['chains']}")
