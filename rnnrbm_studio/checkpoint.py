@@ -37,6 +37,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
                "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                **payload}
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a model file is an ordinary file
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(payload, stream)
