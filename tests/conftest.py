@@ -22,6 +22,17 @@ def _private_roll_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread, as the app runs (rnnrbm_studio.runtime): tiny tensors on 2 shared cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """../shared/data (the benchmark pickles, the Nottingham MIDI files, the MIDI oddities)."""

@@ -17,15 +17,6 @@ from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
 from rnnrbm_studio.train import TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds overhead (and the test machines have 2 shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_rbms(n=5, V=12, H=10, scale=1.5, seed=1):
     """RBMs with strong weights (multi-modal, far from the factorial base)."""
     g = torch.Generator().manual_seed(seed)

@@ -43,15 +43,6 @@ def random_rolls(batch: int, frames: int, seed: int = 1, p: float = 0.4) -> torc
     return (torch.rand(batch, frames, V, generator=generator, dtype=torch.float64) < p).double()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: a second torch thread only waits for the busy core."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class ThresholdSampler:
     """Deterministic stand-in for BernoulliSampler: every uniform draw is 0.5, so a 'sample' is p > 0.5.
 

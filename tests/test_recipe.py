@@ -12,14 +12,6 @@ from rnnrbm_studio.recipe import learning_rate_factor, pretrain_rbm, pretrain_rn
 from rnnrbm_studio.train import TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def alternating_chords(length=60, V=12) -> np.ndarray:
     """Chord A, chord B, A, B...: each frame is certain given the previous one."""
     roll = np.zeros((length, V), dtype=np.uint8)

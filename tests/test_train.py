@@ -41,15 +41,6 @@ def counting_cd_loss(model, monkeypatch) -> list[int]:
     return calls
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: a second torch thread only waits for the busy core."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ----------------------------------------------------------------------------- learning
 def test_training_learns_repeating_arpeggios():
     rolls = arpeggios()
