@@ -28,7 +28,8 @@ CLI = [sys.executable, "-m", "rnnrbm_studio"]
 
 # The recipe (docs/quality.md says what each choice measured). The same line for every corpus.
 RECIPE = ("--hidden 150 --recurrent 100 --optimizer adam --lr 0.003 --lr-schedule cosine --batch-seqs 16 "
-          "--rnn-pretrain-epochs 100 --rbm-pretrain-epochs 5 --select-by ll --epochs 30 --gibbs-steps 1000 --threads 1")
+          "--rnn-pretrain-epochs 100 --rbm-pretrain-epochs 5 --select-by ll --epochs 30 --min-updates 3750 "
+          "--gibbs-steps 1000 --threads 1")
 
 PAPER = {  # (LL, ACC %) of the RNN-RBM in the paper's table 1 (JSB: "about -6.3"; its ACC not checked here)
     "Nottingham.pickle": (-2.39, 75.4),
@@ -70,8 +71,11 @@ def main() -> int:
                    str(args.eval_threads), *shlex.split(args.eval_args)]
         output = run(command, env=env, capture_output=True, text=True).stdout
         values = json.loads(output)
-        row[split] = {"ll": values["log_likelihood"]["mean"], "ll_se": values["log_likelihood"]["se"],
-                      "ll_upper": values["log_likelihood"]["upper_bound"],
+        ll = values["log_likelihood"]
+        row[split] = {"ll": ll["mean"], "ll_se": ll["se"], "ll_floored": ll["mean_floored"],
+                      "ll_upper": ll["upper_bound"], "ais_frames_below_bound": ll["frames_below_lower_bound"],
+                      "ais_mean_ess": ll["mean_ess"], "acc_ais_weighted": ll["accuracy"],
+                      "acc_app": values["app_accuracy"]["mean"] if values.get("app_accuracy") else None,
                       "acc": values["accuracy"]["mean"], "acc_se": values["accuracy"]["se"],
                       "monitor": values["monitor"], "frames": values["frames"], "eval_seconds": values["seconds"]}
         row[split]["eval_command"] = "rnnrbm-studio " + " ".join(shlex.quote(c) for c in command[3:])

@@ -11,7 +11,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,6 +55,9 @@ class TrainConfig:
     # fixed seed) of the first select_frames valid frames, not by the tutorial's monitor
     select_by: str = "monitor"
     select_frames: int = 2000
+    # at least this many updates: `epochs` is raised to reach it on a small corpus, so that one command
+    # line gives a small corpus (JSB: 16 updates per epoch) as much training as a big one (Nottingham: 125)
+    min_updates: int = 0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
@@ -119,6 +122,12 @@ class Trainer:
         self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
+        if self.config.min_updates:
+            needed = math.ceil(self.config.min_updates / self.updates_per_epoch())
+            if needed > self.config.epochs:
+                log.info("%d epochs of %d updates give the %d updates asked for", needed,
+                         self.updates_per_epoch(), self.config.min_updates)
+                self.config = replace(self.config, epochs=needed)
         self.sampler = BernoulliSampler(self.config.seed)
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
@@ -195,6 +204,10 @@ class Trainer:
             return [(chunk.unsqueeze(0), None) for chunk in chunks]
         self.shuffle_rng.shuffle(chunks)
         return [_pad(chunks[i:i + config.batch_seqs]) for i in range(0, len(chunks), config.batch_seqs)]
+
+    def updates_per_epoch(self) -> int:
+        chunks = sum(math.ceil(len(r) / self.config.seq_len) for r in self.train_rolls)
+        return chunks if self.config.batch_seqs <= 1 else math.ceil(chunks / self.config.batch_seqs)
 
     def _valid_batches(self, batch_seqs: int = 64):
         chunks = [r[i:i + self.config.seq_len] for r in self.valid_rolls

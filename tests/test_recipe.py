@@ -139,3 +139,12 @@ def test_rnn_pretraining_stops_on_valid_and_keeps_its_best_epoch():
     assert exact_independent_ll(model, other) == pytest.approx(stats["valid_log_likelihood"], abs=1e-5)
     with torch.no_grad():
         model.W.copy_(W)
+
+
+def test_min_updates_raises_the_epochs_of_a_small_corpus(tmp_path):
+    # 2 pieces of 90 and 70 frames in 30-frame chunks: 3 + 3 = 6 chunks, 3 updates of 2 per epoch
+    trainer = small_setup(tmp_path, epochs=2, min_updates=20)
+    assert trainer.updates_per_epoch() == 3
+    assert trainer.config.epochs == 7  # ceil(20 / 3)
+    assert small_setup(tmp_path, epochs=9, min_updates=20).config.epochs == 9  # never lowered
+    assert small_setup(tmp_path, epochs=2).config.epochs == 2

@@ -50,6 +50,8 @@ def register(subparsers) -> None:
                        help="keep the best epoch by the tutorial's monitor or by the log-likelihood (AIS) "
                             "of the first --select-frames valid frames")
     train.add_argument("--select-frames", type=int, default=2000)
+    train.add_argument("--min-updates", type=int, default=0,
+                       help="train at least this many updates: raises --epochs on a small corpus")
     train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
     train.add_argument("--seconds-per-step", type=float, default=None,
                        help="use a seconds grid instead (the tutorial used 0.3)")
@@ -132,7 +134,8 @@ def train_command(args: argparse.Namespace) -> int:
                                    threads=args.threads, lr_schedule=args.lr_schedule,
                                    lr_min_ratio=args.lr_min_ratio, rnn_pretrain_epochs=args.rnn_pretrain_epochs,
                                    rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr,
-                                   select_by=args.select_by, select_frames=args.select_frames)
+                                   select_by=args.select_by, select_frames=args.select_frames,
+                                   min_updates=args.min_updates)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))

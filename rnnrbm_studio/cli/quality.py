@@ -10,6 +10,8 @@ from pathlib import Path
 from ..errors import StudioError
 
 SPLITS = ("train", "valid", "test")
+# Converged runs left at most ~1% of frames below the sure bound (docs/quality.md); more means AIS is off.
+UNCONVERGED_FRACTION = 0.02
 
 
 def register(subparsers) -> None:
@@ -81,7 +83,10 @@ def eval_command(args: argparse.Namespace) -> int:
     values = result.to_dict()
     values.update(model=str(args.model), data=str(args.data))
     if args.record:
-        payload = load_checkpoint(args.model)
+        current = load_checkpoint(args.model)
+        if current.get("saved_at") != payload.get("saved_at"):  # replaced while it was being measured
+            raise StudioError(f"{args.model} changed while it was being measured; the result was not recorded")
+        payload = current
         payload["evaluation"] = summary(values)
         try:
             save_checkpoint(args.model, payload)
@@ -126,6 +131,9 @@ def format_table(values: dict) -> str:
         lines.append(f"{'  sure upper bound (distinct states seen)':<44} {ll['upper_bound']:>11.4f}           "
                      f"AIS below it on {ll['frames_below_lower_bound']:.1%} of frames; "
                      f"mean ESS {ll['mean_ess']:.1f}/{ll['chains']}")
+        if ll["frames_below_lower_bound"] > UNCONVERGED_FRACTION:
+            lines.append(f"  warning: AIS has not converged ({ll['frames_below_lower_bound']:.0%} of frames below the sure "
+                         f"bound), so the log-likelihood reads high: measure again with more --betas (e.g. 1000)")
         lines.append(f"{'expected frame accuracy (ACC), % (AIS-weighted)':<44} {ll['accuracy'] * 100:>11.2f}           "
                      f"E[TP] / E[TP+FP+FN] under each frame's RBM, from the weighted AIS states")
     for key, label in (("accuracy", "frame accuracy of Gibbs predictions, %"),
