@@ -181,17 +181,13 @@ class RnnRbm(nn.Module):
         bv = (self.bv + u_prev @ self.Wuv) * beta  # (B, V)
         bh = (self.bh + u_prev @ self.Wuh) * beta  # (B, H)
         W = self.W * beta
-        noise_h = self.sample_logistic(sampler, (steps, B, H), u_prev.dtype).add_(bh)
-        noise_v = self.sample_logistic(sampler, (steps, B, V), u_prev.dtype).add_(bv)
+        noise_h = sampler.logistic((steps, B, H), u_prev.dtype).add_(bh)
+        noise_v = sampler.logistic((steps, B, V), u_prev.dtype).add_(bv)
         v = u_prev.new_zeros(B, V)
         for step in range(steps):
             h = torch.addmm(noise_h[step], v, W).gt_(0)
             v = torch.addmm(noise_v[step], h, W.t()).gt_(0)
         return v
-
-    @staticmethod
-    def sample_logistic(sampler: BernoulliSampler, shape, dtype) -> torch.Tensor:
-        return sampler.logistic(tuple(shape), dtype)
 
     @torch.no_grad()
     def advance(self, u_prev: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
