@@ -137,10 +137,14 @@ class RnnRbm(nn.Module):
 
     # ------------------------------------------------------------------------------ training
     def cd_loss(self, v: torch.Tensor, sampler: BernoulliSampler, mask: torch.Tensor | None = None,
-                k: int | None = None):
+                k: int | None = None, chain_start: str | torch.Tensor = "data", record: dict | None = None):
         """CD-k cost and the tutorial's monitor for a batch of subsequences.
 
         v: (B, T, V) binary, mask: (B, T) with 1 for real frames (padding after the end).
+        chain_start: where the negative chain of frame t starts: "data" (v_t, the tutorial's CD-k),
+        "previous" (v_{t-1}, silence before a subsequence's first frame) or "silence" (zeros, as the
+        composer's chain). Chains that start at the data stop leaving it once the RBMs are sharp, and
+        then no gradient says that the model also puts mass elsewhere (docs/quality.md).
         Returns (cost, monitor): cost = mean over real frames of F(v) - F(v*), differentiable;
         monitor = mean over real frames of sum_i [v log p + (1-v) log(1-p)], p the mean of one more
         Gibbs step from v* (the tutorial's "pseudo log-likelihood", a float).
@@ -151,11 +155,23 @@ class RnnRbm(nn.Module):
         v_flat = v.reshape(B * T, V)
         bv_flat = bv_t.reshape(B * T, V)
         bh_flat = bh_t.reshape(B * T, -1)
+        if isinstance(chain_start, str) and chain_start == "data":
+            start = v_flat
+        elif isinstance(chain_start, torch.Tensor):  # given states (B, T, V): persistent chains
+            start = chain_start.reshape(B * T, V).to(v.dtype)
+        elif chain_start == "previous":
+            start = torch.cat([v.new_zeros(B, 1, V), v[:, :-1]], dim=1).reshape(B * T, V)
+        elif chain_start == "silence":
+            start = torch.zeros_like(v_flat)
+        else:
+            raise ValueError(f"unknown chain_start {chain_start!r} (data, previous or silence)")
         if mask is not None:
             keep = mask.reshape(-1) > 0
-            v_flat, bv_flat, bh_flat = v_flat[keep], bv_flat[keep], bh_flat[keep]
+            v_flat, bv_flat, bh_flat, start = v_flat[keep], bv_flat[keep], bh_flat[keep], start[keep]
         n_frames = v_flat.shape[0]
-        v_sample = self.gibbs_chain(v_flat, bv_flat.detach(), bh_flat.detach(), k, sampler)
+        v_sample = self.gibbs_chain(start, bv_flat.detach(), bh_flat.detach(), k, sampler)
+        if record is not None:
+            record["negative"] = v_sample  # (real frames, V), for persistent chains
         cost = (self.free_energy(v_flat, bv_flat, bh_flat)
                 - self.free_energy(v_sample, bv_flat, bh_flat)).sum() / n_frames
         with torch.no_grad():

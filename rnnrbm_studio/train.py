@@ -58,6 +58,8 @@ class TrainConfig:
     # at least this many updates: `epochs` is raised to reach it on a small corpus, so that one command
     # line gives a small corpus (JSB: 16 updates per epoch) as much training as a big one (Nottingham: 125)
     min_updates: int = 0
+    cd_start: str = "data"  # where CD's negative chains start: "data" (the tutorial), "previous", "silence"
+    weight_decay: float = 0.0  # decoupled decay of W each update: W -= lr * weight_decay * W
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
@@ -132,6 +134,11 @@ class Trainer:
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
         self.optimizer = self._make_optimizer()
+        if self.config.cd_start == "persistent" and self.config.key_shift:
+            raise ValueError("persistent chains need the rolls untransposed: use key_shift 0")
+        # the persistent chains' states, one per training frame (they start at the data)
+        self._chain_states = ([np.asarray(r, dtype=np.float32).copy() for r in self.train_rolls]
+                              if self.config.cd_start == "persistent" else [])
 
     # ----------------------------------------------------------------------------- set-up
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -178,6 +185,13 @@ class Trainer:
             trainer.shuffle_rng.setstate(_tuple_state(rng["shuffle"]))
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
+        packed = payload.get("chain_states")
+        if packed is not None and trainer._chain_states:
+            states = np.unpackbits(packed.numpy(), axis=-1, count=model.config.n_visible).astype(np.float32)
+            if len(states) != sum(len(s) for s in trainer._chain_states):
+                raise CheckpointError(f"{checkpoint_path} was trained on other data: its persistent chains do not fit")
+            ends = np.cumsum([len(s) for s in trainer._chain_states])[:-1]
+            trainer._chain_states = [part.copy() for part in np.split(states, ends)]
         return trainer
 
     def request_stop(self) -> None:
@@ -190,20 +204,40 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- batches
     def _epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This epoch's updates, (batch, mask) each; self._batch_chunks says where each row came from."""
         config = self.config
         order = list(range(len(self.train_rolls)))
         self.shuffle_rng.shuffle(order)
-        chunks = []
+        chunks = []  # (roll index, first frame, frames)
         for index in order:
             roll = self.train_rolls[index]
             if config.key_shift:
                 roll = transpose_roll(roll, self.shuffle_rng.randint(-config.key_shift, config.key_shift))
             roll = torch.from_numpy(roll.astype(np.float32))
-            chunks.extend(roll[i:i + config.seq_len] for i in range(0, roll.shape[0], config.seq_len))
-        if config.batch_seqs <= 1:  # the tutorial: sequences shuffled, subsequences in order
-            return [(chunk.unsqueeze(0), None) for chunk in chunks]
-        self.shuffle_rng.shuffle(chunks)
-        return [_pad(chunks[i:i + config.batch_seqs]) for i in range(0, len(chunks), config.batch_seqs)]
+            chunks.extend((index, i, roll[i:i + config.seq_len]) for i in range(0, roll.shape[0], config.seq_len))
+        if config.batch_seqs > 1:  # (the tutorial: sequences shuffled, subsequences in order)
+            self.shuffle_rng.shuffle(chunks)
+        size = max(1, config.batch_seqs)
+        groups = [chunks[i:i + size] for i in range(0, len(chunks), size)]
+        self._batch_chunks = [[(index, first, len(chunk)) for index, first, chunk in group] for group in groups]
+        if config.batch_seqs <= 1:
+            return [(group[0][2].unsqueeze(0), None) for group in groups]
+        return [_pad([chunk for _, _, chunk in group]) for group in groups]
+
+    def _persistent_starts(self, step: int, shape: torch.Size) -> torch.Tensor:
+        """Where each frame's chain stopped the last time it was trained on (the data at first). (B, T, V)."""
+        start = torch.zeros(shape)
+        for row, (index, first, length) in enumerate(self._batch_chunks[step]):
+            start[row, :length] = torch.from_numpy(self._chain_states[index][first:first + length])
+        return start
+
+    def _keep_chain_states(self, step: int, mask: torch.Tensor | None, negative: torch.Tensor) -> None:
+        B, T = (mask.shape if mask is not None else (1, negative.shape[0]))
+        full = negative.new_zeros(B * T, negative.shape[1])
+        full[mask.reshape(-1) > 0 if mask is not None else slice(None)] = negative
+        full = full.reshape(B, T, -1).numpy().astype(np.float32)
+        for row, (index, first, length) in enumerate(self._batch_chunks[step]):
+            self._chain_states[index][first:first + length] = full[row, :length]
 
     def updates_per_epoch(self) -> int:
         chunks = sum(math.ceil(len(r) / self.config.seq_len) for r in self.train_rolls)
@@ -321,7 +355,12 @@ class Trainer:
             if self._stop.is_set():
                 return "stopped", f"stopped during epoch {epoch}; the checkpoint holds the weights so far"
             n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
-            cost, monitor = self.model.cd_loss(batch, self.sampler, mask)
+            persistent = self.config.cd_start == "persistent"
+            chain_start = self._persistent_starts(step - 1, batch.shape) if persistent else self.config.cd_start
+            record = {} if persistent else None
+            cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record)
+            if persistent:
+                self._keep_chain_states(step - 1, mask, record["negative"])
             if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
                 return "diverged", self._divergence_message(epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
@@ -329,6 +368,9 @@ class Trainer:
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
+            if self.config.weight_decay:
+                with torch.no_grad():
+                    self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * self.config.weight_decay)
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 return "diverged", self._divergence_message(epoch, step)
             frames += n
@@ -413,6 +455,9 @@ class Trainer:
             "history": self.history,
             "rng": {"sampler": _list_state(self.sampler.get_state()),
                     "shuffle": _list_state(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
+            # persistent chains, one bit per key and frame (a resumed run continues them exactly)
+            "chain_states": (torch.from_numpy(np.packbits(np.concatenate(self._chain_states) > 0, axis=-1))
+                             if self._chain_states else None),
         }
 
     def _save(self) -> None:

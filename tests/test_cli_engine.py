@@ -51,7 +51,8 @@ def trained(tmp_path_factory):
     (data / "broken.mid").write_bytes(b"this is not MIDI")
     model = root / "model.pt"
     result = run("train", data, "--out", model, "--epochs", 2, "--hidden", 16, "--recurrent", 8, "--cd-k", 2,
-                 "--seq-len", 16, "--batch-seqs", 2, "--lr", 0.01, "--seed", 5)
+                 "--seq-len", 16, "--batch-seqs", 2, "--lr", 0.01, "--seed", 5,
+                 "--cd-start", "persistent", "--weight-decay", 0.01)
     return root, data, model, result
 
 
@@ -65,6 +66,9 @@ def test_train_writes_a_checkpoint_and_reports_progress(trained):
     assert payload["progress"]["epochs_completed"] == 2 and len(payload["history"]) == 2
     assert payload["model_config"]["n_hidden"] == 16 and payload["model_config"]["n_hidden_recurrent"] == 8
     assert payload["train_config"]["batch_seqs"] == 2 and payload["train_config"]["seed"] == 5
+    assert payload["train_config"]["cd_start"] == "persistent" and payload["train_config"]["weight_decay"] == 0.01
+    # a bit per key (88 -> 11 bytes) of each training frame: 5 pieces of 32 frames (one of 6 is held out)
+    assert payload["chain_states"].shape == (5 * 32, 11)
     assert payload["data"].endswith("songs")
 
 

@@ -559,3 +559,29 @@ def test_tutorial_arrays_use_the_tutorials_orientation():
 def test_config_round_trips_through_a_dict():
     config = RnnRbmConfig(n_hidden=7, cd_k=3, learned_u0=True)
     assert RnnRbmConfig.from_dict({**config.to_dict(), "unknown_future_key": 1}) == config
+
+
+@pytest.mark.parametrize("chain_start", ["previous", "silence"])
+def test_cd_chains_can_start_at_the_previous_frame_or_at_silence(chain_start):
+    """With k = 0 the negative sample is the chain's start, so the cost is F(v_t) - F(start_t) exactly,
+    padding excluded; the frame before a subsequence's first one is silence."""
+    model = tiny_model(seed=11)
+    v = random_rolls(2, 5, seed=3)
+    mask = torch.ones(2, 5)
+    mask[1, 3:] = 0
+    cost, _ = model.cd_loss(v, BernoulliSampler(0), mask, k=0, chain_start=chain_start)
+    bv_t, bh_t, _ = model.conditional_biases(v)
+    if chain_start == "previous":
+        start = torch.cat([torch.zeros(2, 1, V, dtype=v.dtype), v[:, :-1]], dim=1)
+    else:
+        start = torch.zeros_like(v)
+    gap = model.free_energy(v, bv_t, bh_t) - model.free_energy(start, bv_t, bh_t)  # (B, T)
+    expected = (gap * mask).sum() / mask.sum()
+    assert float(cost.detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
+    data_cost, _ = model.cd_loss(v, BernoulliSampler(0), mask, k=0)
+    assert float(data_cost.detach()) == 0.0  # the tutorial's start: a zero-step chain goes nowhere
+
+
+def test_an_unknown_chain_start_is_refused():
+    with pytest.raises(ValueError, match="chain_start"):
+        tiny_model().cd_loss(random_rolls(1, 3), BernoulliSampler(0), chain_start="noise")

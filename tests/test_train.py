@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import threading
 
 import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.checkpoint import load_checkpoint, load_model
+from rnnrbm_studio.checkpoint import CheckpointError, load_checkpoint, load_model
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
 from rnnrbm_studio.train import TrainConfig, Trainer, TrainProgress, _pad
 
@@ -222,12 +223,16 @@ def test_training_in_a_background_thread_stops_from_the_main_thread(tmp_path):
 
 
 # -------------------------------------------------------------------------------- resume
-@pytest.mark.parametrize("optimizer,batch_seqs,momentum", [("adam", 3, 0.0), ("sgd", 1, 0.9)])
-def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optimizer, batch_seqs, momentum):
+@pytest.mark.parametrize("optimizer,batch_seqs,momentum,extra", [
+    ("adam", 3, 0.0, {"key_shift": 2}),  # key_shift: the shuffle RNG matters too
+    ("sgd", 1, 0.9, {"key_shift": 2}),
+    ("adam", 3, 0.0, {"cd_start": "persistent", "weight_decay": 0.1}),  # the chains' states are saved too
+])
+def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optimizer, batch_seqs, momentum, extra):
     rolls = arpeggios(6, 40)
     valid = arpeggios(2, 20)
     config = dict(learning_rate=0.01, optimizer=optimizer, batch_seqs=batch_seqs, momentum=momentum,
-                  seq_len=16, seed=3, key_shift=2)  # key_shift: the shuffle RNG matters too
+                  seq_len=16, seed=3, **extra)
 
     straight = Trainer(small_model(16, 8, 2), rolls, valid, TrainConfig(epochs=4, **config), tmp_path / "full.pt")
     straight.run()
@@ -247,6 +252,15 @@ def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optim
     assert resumed.best_valid_monitor == straight.best_valid_monitor
     payload = load_checkpoint(tmp_path / "half.pt")  # the resumed run keeps writing the same file
     assert payload["progress"]["epochs_completed"] == 4 and payload["train_config"]["epochs"] == 4
+    for state, expected in zip(resumed._chain_states, straight._chain_states):
+        np.testing.assert_array_equal(state, expected)
+
+
+def test_resume_refuses_persistent_chains_from_other_data(tmp_path):
+    Trainer(small_model(), arpeggios(4, 40), (), TrainConfig(epochs=1, cd_start="persistent"),
+            tmp_path / "run.pt").run()
+    with pytest.raises(CheckpointError, match="other data"):
+        Trainer.resume(tmp_path / "run.pt", arpeggios(5, 40), (), epochs=2)
 
 
 def test_resume_after_a_stop_continues_from_the_saved_weights(tmp_path):
@@ -343,3 +357,59 @@ def test_rnn_learning_rate_scale_and_gradient_clipping_are_applied():
     rnn_ids = {id(getattr(trainer.model, n)) for n in ("Wuh", "Wuv", "Wvu", "Wuu", "bu")}
     assert {id(p) for p in groups[1]["params"]} == rnn_ids
     assert not rnn_ids & {id(p) for p in groups[0]["params"]}
+
+
+def test_weight_decay_shrinks_w_after_each_update_by_the_learning_rate_times_the_decay():
+    """One update with decay is the same update without it, then W scaled by (1 - lr * decay)."""
+    rolls = arpeggios(n=2, frames=40)
+    config = TrainConfig(epochs=1, optimizer="adam", learning_rate=0.01, batch_seqs=2)
+    plain = Trainer(small_model(), rolls, (), config)
+    decayed = Trainer(small_model(), rolls, (), replace(config, weight_decay=0.5))
+    plain.run()
+    decayed.run()
+    torch.testing.assert_close(decayed.model.W, plain.model.W * (1 - 0.01 * 0.5), rtol=1e-12, atol=0)
+    torch.testing.assert_close(decayed.model.bv, plain.model.bv, rtol=0, atol=0)  # biases are not decayed
+    torch.testing.assert_close(decayed.model.Wuv, plain.model.Wuv, rtol=0, atol=0)
+
+
+def test_the_trainer_passes_its_chain_start_to_the_cd_cost(monkeypatch):
+    trainer = Trainer(small_model(), arpeggios(n=2), (), TrainConfig(epochs=1, cd_start="previous", batch_seqs=2))
+    seen = []
+    original = trainer.model.cd_loss
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("chain_start"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "cd_loss", recording)
+    trainer.run()
+    assert seen and set(seen) == {"previous"}
+
+
+@pytest.mark.parametrize("batch_seqs", [1, 3])
+def test_persistent_chains_start_where_each_frame_s_chain_stopped_the_epoch_before(monkeypatch, batch_seqs):
+    """A stand-in chain that flips every key: after one epoch each frame's stored state is its data
+    flipped, after two the data again, and padding never reaches the store."""
+    rolls = arpeggios(n=5, frames=130)  # two subsequences each, the second one short (padding)
+    trainer = Trainer(small_model(), rolls, (), TrainConfig(epochs=1, cd_start="persistent", batch_seqs=batch_seqs))
+    starts = []
+
+    def flipping_chain(v, bv, bh, steps, sampler):
+        starts.append(v.clone())
+        return 1 - v
+
+    monkeypatch.setattr(trainer.model, "gibbs_chain", flipping_chain)
+    trainer.run()
+    first_epoch_starts = torch.cat(starts)
+    assert first_epoch_starts.sum() == sum(float(r.sum()) for r in rolls)  # epoch 1 starts at the data
+    for state, roll in zip(trainer._chain_states, rolls):
+        np.testing.assert_array_equal(state, 1 - roll)
+    trainer.config.epochs = 2
+    trainer.run()
+    for state, roll in zip(trainer._chain_states, rolls):
+        np.testing.assert_array_equal(state, roll)
+
+
+def test_persistent_chains_refuse_transposed_rolls():
+    with pytest.raises(ValueError, match="persistent"):
+        Trainer(small_model(), arpeggios(), (), TrainConfig(cd_start="persistent", key_shift=2))

@@ -52,6 +52,11 @@ def register(subparsers) -> None:
     train.add_argument("--select-frames", type=int, default=2000)
     train.add_argument("--min-updates", type=int, default=0,
                        help="train at least this many updates: raises --epochs on a small corpus")
+    train.add_argument("--cd-start", choices=("data", "persistent", "previous", "silence"), default="data",
+                       help="where CD's negative chains start: the data (the tutorial's CD-k), or where each "
+                            "frame's chain stopped the epoch before (persistent)")
+    train.add_argument("--weight-decay", type=float, default=0.0,
+                       help="decay of W each update, times the learning rate (default 0)")
     train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
     train.add_argument("--seconds-per-step", type=float, default=None,
                        help="use a seconds grid instead (the tutorial used 0.3)")
@@ -135,7 +140,8 @@ def train_command(args: argparse.Namespace) -> int:
                                    lr_min_ratio=args.lr_min_ratio, rnn_pretrain_epochs=args.rnn_pretrain_epochs,
                                    rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr,
                                    select_by=args.select_by, select_frames=args.select_frames,
-                                   min_updates=args.min_updates)
+                                   min_updates=args.min_updates, cd_start=args.cd_start,
+                                   weight_decay=args.weight_decay)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))
