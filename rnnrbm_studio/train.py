@@ -67,6 +67,19 @@ class TrainConfig:
         return cls(**{k: v for k, v in (values or {}).items() if k in known})
 
 
+# The quality recipe (docs/quality.md): how the bundled model was trained. The app's Train uses it
+# unless switched off; the command line spells it out (benchmarks/quality.py, resources/default_model.md).
+QUALITY_RECIPE: dict[str, Any] = dict(
+    optimizer="adam", learning_rate=0.002, lr_schedule="cosine", batch_seqs=4, cd_start="persistent",
+    weight_decay=0.01, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll", epochs=120,
+    min_updates=14000)
+
+
+def quality_recipe(**overrides: Any) -> TrainConfig:
+    """The quality recipe's TrainConfig, with some fields changed."""
+    return TrainConfig(**{**QUALITY_RECIPE, **overrides})
+
+
 @dataclass
 class TrainProgress:
     event: str  # "step", "epoch", "finished", "stopped", "diverged"

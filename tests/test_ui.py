@@ -331,3 +331,25 @@ def test_playback_follows_training(qtbot, window, tmp_path):
     assert window.live.is_playing()  # the music never stopped
     window.toggle_play()
     assert note_balance(window.fake_ports.opened[-1].messages) <= 0
+
+
+def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_path):
+    panel = window.training_panel
+    assert panel.recipe.isChecked()  # the default: how the bundled model was made
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    configure_small_training(window, epochs=1)
+    with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
+        panel.train_button.click()
+        assert not panel.recipe.isEnabled()  # fixed while training runs
+    assert finished.args[0].status == "finished"
+    payload = load_checkpoint(window.model_path)
+    config = payload["train_config"]
+    assert (config["cd_start"], config["select_by"], config["lr_schedule"]) == ("persistent", "ll", "cosine")
+    assert config["epochs"] == 1 and config["min_updates"] == 0  # the user's epochs, not stretched
+    assert set(payload["pretraining"]) == {"rbm", "rnn"}
+    assert payload["history"][0]["valid_ll"] is not None  # kept by the validation log-likelihood
+
+    panel.recipe.setChecked(False)
+    plain = panel.train_config()
+    assert (plain.cd_start, plain.select_by, plain.rnn_pretrain_epochs, plain.weight_decay) == ("data", "monitor", 0, 0)
+    assert plain.batch_seqs == panel.batch_seqs.value() and plain.learning_rate == panel.learning_rate.value()

@@ -489,7 +489,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
                 "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
                 "training/steps_per_beat": training.steps_per_beat,
-                "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer}
+                "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer,
+                "training/recipe": training.recipe}
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""

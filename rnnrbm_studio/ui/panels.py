@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model import RnnRbmConfig
 from ..pianoroll import RollSettings
-from ..train import TrainConfig, TrainProgress
+from ..train import QUALITY_RECIPE, TrainConfig, TrainProgress, quality_recipe
 
 
 def _spin(minimum, maximum, value, tooltip, step=1) -> QtWidgets.QSpinBox:
@@ -132,17 +132,24 @@ class TrainingPanel(QtWidgets.QGroupBox):
                             "richer chords, but train more slowly. The paper used 150.", 10)
         self.recurrent = _spin(4, 2000, defaults.n_hidden_recurrent, "Units of the RNN that carries the music's "
                                "history from frame to frame. The paper used 100.", 10)
-        self.learning_rate = _double_spin(1e-5, 1.0, 0.003, 5, "Step size. The tutorial used 0.001 with "
+        self.learning_rate = _double_spin(1e-5, 1.0, QUALITY_RECIPE["learning_rate"], 5, "Step size. The tutorial used 0.001 with "
                                           "plain SGD; with Adam, 0.001-0.003 learns fast.", 0.0005)
         self.cd_k = _spin(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                           "More is more accurate and slower. The paper used 15.")
-        self.epochs = _spin(1, 10_000, 50, "Passes over the music. The tutorial ran 200 (plain SGD); "
-                            "Adam with minibatches needs far fewer.")
+        self.epochs = _spin(1, 10_000, QUALITY_RECIPE["epochs"], "Passes over the music. The tutorial ran 200 "
+                            "(plain SGD); the bundled model 120 (Nottingham, about 10 minutes).")
         self.optimizer = QtWidgets.QComboBox()
         self.optimizer.addItems(["adam", "sgd"])
         self.optimizer.setToolTip("adam: fast and robust. sgd: the tutorial's plain gradient descent.")
-        self.batch_seqs = _spin(1, 256, 16, "Subsequences of 100 steps per update. 1 reproduces the "
-                                "tutorial's schedule; 16-32 is several times faster per epoch.")
+        self.batch_seqs = _spin(1, 256, QUALITY_RECIPE["batch_seqs"], "Subsequences of 100 steps per update. "
+                                "1 reproduces the tutorial's schedule; 4 learns best (docs/quality.md); "
+                                "16-32 is faster per epoch.")
+        self.recipe = QtWidgets.QCheckBox("Quality recipe")
+        self.recipe.setChecked(True)
+        self.recipe.setToolTip("Pretrain the RBM and the RNN, decay the learning rate, use persistent CD "
+                               "chains and weight decay, and keep the epoch with the best validation "
+                               "log-likelihood: how the bundled model was trained (docs/quality.md).\n"
+                               "Off: plain CD-k training with the settings above, as in the tutorial.")
         self.steps_per_beat = _spin(1, 16, 2, "Time grid: steps per quarter note (2 = eighth notes, "
                                     "as the Nottingham benchmark). Changing it reloads the music.")
         self.seed = _spin(0, 2**31 - 1, train_defaults.seed, "Random seed: the same seed and data give the "
@@ -158,6 +165,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         form.addRow("Epochs", self.epochs)
         form.addRow("Steps per beat", self.steps_per_beat)
         form.addRow("Seed", self.seed)
+        form.addRow("", self.recipe)
 
         self.train_button = QtWidgets.QPushButton("Train")
         self.train_button.setToolTip("Train a new model on the loaded music (checkpoints are saved every epoch)")
@@ -194,9 +202,12 @@ class TrainingPanel(QtWidgets.QGroupBox):
                             cd_k=self.cd_k.value())
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
-                           optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
-                           seed=self.seed.value())
+        chosen = dict(epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
+                      optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(), seed=self.seed.value())
+        if self.recipe.isChecked():
+            # the epochs field is the user's: no minimum number of updates stretches a small folder's run
+            return quality_recipe(min_updates=0, **chosen)
+        return TrainConfig(**chosen)
 
     def roll_settings(self) -> RollSettings:
         return RollSettings(steps_per_beat=self.steps_per_beat.value())
@@ -207,7 +218,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.resume_button.setEnabled(can_resume and can_train and not running)
         self.stop_button.setEnabled(running)
         for widget in (self.hidden, self.recurrent, self.learning_rate, self.cd_k, self.epochs, self.optimizer,
-                       self.batch_seqs, self.steps_per_beat, self.seed):
+                       self.batch_seqs, self.steps_per_beat, self.seed, self.recipe):
             widget.setEnabled(not running)
 
     def show_progress(self, p: TrainProgress) -> None:

@@ -1,0 +1,84 @@
+"""How much of the paper's frame accuracy (ACC) is protocol? Three predictors of frame t from frames < t.
+
+    .venv/bin/python benchmarks/acc_protocols.py MODEL DATA [--split test] [--pieces N] [--chains 16 --steps 200]
+
+* repeat: predict v_t = v_{t-1} (no model at all; a baseline);
+* expected: E[TP] / E[TP + FP + FN] under the model's marginals p(v_ti = 1 | history), the ACC of the
+  model's own samples (what `rnnrbm-studio eval` reports);
+* threshold: the keys whose marginal is above a threshold, a deterministic "best guess".
+Marginals: block-Gibbs chains from the true previous frame, p(v | h) averaged over the last half of
+the steps (Rao-Blackwellised). Prints one line per predictor; times are wall clock.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rnnrbm_studio.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.corpus import load_corpus  # noqa: E402
+from rnnrbm_studio.evaluate import accuracy_counts, accuracy_from_counts, conditional_frames  # noqa: E402
+
+
+@torch.no_grad()
+def marginals(model, frames, chains: int, steps: int, seed: int, batch_frames: int = 4096) -> np.ndarray:
+    generator = torch.Generator().manual_seed(seed)
+    out = np.zeros(tuple(frames.v.shape), dtype=np.float64)
+    W = model.W.detach()
+    kept = steps - steps // 2
+    for first in range(0, len(frames), batch_frames):
+        part = slice(first, min(len(frames), first + batch_frames))
+        n = frames.v[part].shape[0]
+        v = frames.v_prev[part].repeat(chains, 1)
+        bv, bh = frames.bv[part].repeat(chains, 1), frames.bh[part].repeat(chains, 1)
+        total = torch.zeros_like(v)
+        for step in range(steps):
+            p_h = torch.sigmoid(torch.addmm(bh, v, W))
+            h = (torch.rand(p_h.shape, generator=generator) < p_h).to(v.dtype)
+            p_v = torch.sigmoid(torch.addmm(bv, h, W.t()))
+            v = (torch.rand(p_v.shape, generator=generator) < p_v).to(v.dtype)
+            if step >= steps // 2:
+                total += p_v
+        out[part] = (total / kept).reshape(chains, n, -1).mean(0).double().numpy()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("data")
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument("--pieces", type=int, default=None, help="the first N pieces (default all)")
+    parser.add_argument("--chains", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model, _ = load_model(args.model)
+    pieces = load_corpus(args.data).splits[args.split][:args.pieces]
+    frames = conditional_frames(model, [p.roll for p in pieces])
+    target = frames.v.numpy().astype(bool)
+    print(f"{args.model}: {args.split} split, {len(pieces)} pieces, {len(frames)} frames")
+    repeat = accuracy_from_counts(*accuracy_counts(frames.v_prev.numpy().astype(bool), target))
+    print(f"repeat the previous frame            ACC {repeat:.4f}")
+    started = time.monotonic()
+    p = marginals(model, frames, args.chains, args.steps, args.seed)
+    seconds = time.monotonic() - started
+    expected_tp = float((p * target).sum())
+    expected = expected_tp / (float(p.sum()) + float(target.sum()) - expected_tp)
+    print(f"model's samples (expected, marginals) ACC {expected:.4f}   "
+          f"({args.chains} chains x {args.steps} steps from v_t-1, {seconds:.0f} s)")
+    for threshold in (0.3, 0.4, 0.5, 0.6):
+        value = accuracy_from_counts(*accuracy_counts(p > threshold, target))
+        print(f"keys with marginal > {threshold:.1f}            ACC {value:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
