@@ -11,6 +11,7 @@ ESS, AIS-weighted ACC, seconds) are printed and appended to benchmarks/recipe_re
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def main() -> int:
                "upper": round(ll.upper_bound, 4), "below": round(ll.frames_below_lower_bound, 3),
                "ess": round(ll.mean_ess, 1), "ais_acc": round(ll.accuracy, 4), "seconds": round(ll.seconds)}
         print(json.dumps(row), flush=True)
-        with open(REPO / "benchmarks" / "recipe_reeval.jsonl", "a") as handle:
+        with open(os.environ.get("RECIPE_REEVAL_LOG", REPO / "benchmarks" / "recipe_reeval.jsonl"), "a") as handle:
             handle.write(json.dumps(row) + "\n")
     return 0
 

@@ -240,3 +240,27 @@ def test_generate_keeps_the_pace_of_a_seconds_grid_model(tmp_path, capsys):
     assert midi.length == pytest.approx(12 * 0.3)
     generated = read_midi(out, RollSettings(seconds_per_step=0.3))
     assert generated.n_frames == 12 and generated.roll.sum() > 0
+
+
+def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
+    """benchmarks/quality.py's RECIPE (the command line in docs and resources/default_model.md) and the
+    window's Train (train.quality_recipe) must be one recipe."""
+    import importlib.util
+    import shlex
+
+    from rnnrbm_studio.cli import build_parser
+    from rnnrbm_studio.cli.engine import train_config_from_args
+    from rnnrbm_studio.train import quality_recipe
+
+    spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = build_parser().parse_args(["train", "DATA", "--out", "model.pt", *shlex.split(benchmark.RECIPE)])
+    assert train_config_from_args(args) == quality_recipe(threads=1)
+    assert (args.hidden, args.recurrent, args.cd_k) == (150, 100, 15)  # the tutorial's model
+    documented = " ".join((REPO / "resources" / "default_model.md").read_text().replace("\\\n", " ").split())
+    tokens = shlex.split(benchmark.RECIPE)
+    for flag, value in zip(tokens, tokens[1:] + [""]):
+        if flag.startswith("--"):
+            shown = flag if value.startswith("--") or not value else f"{flag} {value}"
+            assert shown in documented, f"resources/default_model.md does not show {shown}"

@@ -98,13 +98,26 @@ def model_path_or_default(path: str | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------ train
+def train_config_from_args(args: argparse.Namespace):
+    """The TrainConfig that `train`'s options describe."""
+    from ..train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer, momentum=args.momentum,
+                       batch_seqs=args.batch_seqs, seq_len=args.seq_len, rnn_lr_scale=args.rnn_lr_scale,
+                       grad_clip=args.grad_clip, key_shift=args.key_shift, patience=args.patience, seed=args.seed,
+                       threads=args.threads, lr_schedule=args.lr_schedule, lr_min_ratio=args.lr_min_ratio,
+                       rnn_pretrain_epochs=args.rnn_pretrain_epochs, rbm_pretrain_epochs=args.rbm_pretrain_epochs,
+                       pretrain_lr=args.pretrain_lr, select_by=args.select_by, select_frames=args.select_frames,
+                       min_updates=args.min_updates, cd_start=args.cd_start, weight_decay=args.weight_decay)
+
+
 def train_command(args: argparse.Namespace) -> int:
     import torch
 
     from ..corpus import load_corpus
     from ..model import RnnRbm, RnnRbmConfig
     from ..pianoroll import RollSettings
-    from ..train import TrainConfig, Trainer
+    from ..train import Trainer
 
     out = Path(args.out)
     settings = RollSettings(steps_per_beat=args.steps_per_beat, seconds_per_step=args.seconds_per_step,
@@ -132,16 +145,7 @@ def train_command(args: argparse.Namespace) -> int:
     else:
         config = RnnRbmConfig(n_hidden=args.hidden, n_hidden_recurrent=args.recurrent, cd_k=args.cd_k,
                               learned_u0=args.learned_u0, gibbs_steps=args.gibbs_steps)
-        train_config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer,
-                                   momentum=args.momentum, batch_seqs=args.batch_seqs, seq_len=args.seq_len,
-                                   rnn_lr_scale=args.rnn_lr_scale, grad_clip=args.grad_clip,
-                                   key_shift=args.key_shift, patience=args.patience, seed=args.seed,
-                                   threads=args.threads, lr_schedule=args.lr_schedule,
-                                   lr_min_ratio=args.lr_min_ratio, rnn_pretrain_epochs=args.rnn_pretrain_epochs,
-                                   rbm_pretrain_epochs=args.rbm_pretrain_epochs, pretrain_lr=args.pretrain_lr,
-                                   select_by=args.select_by, select_frames=args.select_frames,
-                                   min_updates=args.min_updates, cd_start=args.cd_start,
-                                   weight_decay=args.weight_decay)
+        train_config = train_config_from_args(args)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))

@@ -137,7 +137,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.cd_k = _spin(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                           "More is more accurate and slower. The paper used 15.")
         self.epochs = _spin(1, 10_000, QUALITY_RECIPE["epochs"], "Passes over the music. The tutorial ran 200 "
-                            "(plain SGD); the bundled model 120 (Nottingham, about 10 minutes).")
+                            "(plain SGD); the bundled model 60 (Nottingham: about 9 minutes on one core).")
         self.optimizer = QtWidgets.QComboBox()
         self.optimizer.addItems(["adam", "sgd"])
         self.optimizer.setToolTip("adam: fast and robust. sgd: the tutorial's plain gradient descent.")
