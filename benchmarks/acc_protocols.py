@@ -30,7 +30,6 @@ from rnnrbm_studio.evaluate import accuracy_counts, accuracy_from_counts, condit
 def marginals(model, frames, chains: int, steps: int, seed: int, batch_frames: int = 4096) -> np.ndarray:
     generator = torch.Generator().manual_seed(seed)
     out = np.zeros(tuple(frames.v.shape), dtype=np.float64)
-    W = model.W.detach()
     kept = steps - steps // 2
     for first in range(0, len(frames), batch_frames):
         part = slice(first, min(len(frames), first + batch_frames))
@@ -39,9 +38,9 @@ def marginals(model, frames, chains: int, steps: int, seed: int, batch_frames: i
         bv, bh = frames.bv[part].repeat(chains, 1), frames.bh[part].repeat(chains, 1)
         total = torch.zeros_like(v)
         for step in range(steps):
-            p_h = torch.sigmoid(torch.addmm(bh, v, W))
+            p_h = model.hidden_probabilities(v, bh)
             h = (torch.rand(p_h.shape, generator=generator) < p_h).to(v.dtype)
-            p_v = torch.sigmoid(torch.addmm(bv, h, W.t()))
+            p_v = model.visible_probabilities(h, bv)  # kept: the Rao-Blackwellised marginals
             v = (torch.rand(p_v.shape, generator=generator) < p_v).to(v.dtype)
             if step >= steps // 2:
                 total += p_v

@@ -37,7 +37,8 @@ def main() -> int:
         path, _, which = spec.partition(":")
         model, _ = load_model(path, which=which or "best")
         ll = log_likelihood(model, conditional_frames(model, rolls), chains, betas, BernoulliSampler(1))
-        row = {"model": Path(path).stem.removeprefix("recipe-"), "which": which or "best", "frames": sum(map(len, rolls)),
+        row = {"model": Path(path).stem.removeprefix("recipe-"), "which": which or "best",
+               "frames": sum(map(len, rolls)),
                "ais": f"{chains}x{betas}", "ll": round(ll.mean, 4), "ll_floored": round(ll.mean_floored, 4),
                "upper": round(ll.upper_bound, 4), "below": round(ll.frames_below_lower_bound, 3),
                "ess": round(ll.mean_ess, 1), "ais_acc": round(ll.accuracy, 4), "seconds": round(ll.seconds)}

@@ -155,16 +155,16 @@ class RnnRbm(nn.Module):
         v_flat = v.reshape(B * T, V)
         bv_flat = bv_t.reshape(B * T, V)
         bh_flat = bh_t.reshape(B * T, -1)
-        if isinstance(chain_start, str) and chain_start == "data":
-            start = v_flat
-        elif isinstance(chain_start, torch.Tensor):  # given states (B, T, V): persistent chains
+        if isinstance(chain_start, torch.Tensor):  # given states (B, T, V): persistent chains
             start = chain_start.reshape(B * T, V).to(v.dtype)
+        elif chain_start == "data":
+            start = v_flat
         elif chain_start == "previous":
             start = torch.cat([v.new_zeros(B, 1, V), v[:, :-1]], dim=1).reshape(B * T, V)
         elif chain_start == "silence":
             start = torch.zeros_like(v_flat)
         else:
-            raise ValueError(f"unknown chain_start {chain_start!r} (data, previous or silence)")
+            raise ValueError(f"unknown chain_start {chain_start!r} (data, previous, silence or a tensor of states)")
         if mask is not None:
             keep = mask.reshape(-1) > 0
             v_flat, bv_flat, bh_flat, start = v_flat[keep], bv_flat[keep], bh_flat[keep], start[keep]

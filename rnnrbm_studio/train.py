@@ -383,6 +383,7 @@ class Trainer:
             self.optimizer.step()
             if self.config.weight_decay:
                 with torch.no_grad():
+                    # group 0 holds the RBM's parameters: its (scheduled) rate is W's
                     self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * self.config.weight_decay)
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 return "diverged", self._divergence_message(epoch, step)

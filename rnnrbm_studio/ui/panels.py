@@ -132,8 +132,8 @@ class TrainingPanel(QtWidgets.QGroupBox):
                             "richer chords, but train more slowly. The paper used 150.", 10)
         self.recurrent = _spin(4, 2000, defaults.n_hidden_recurrent, "Units of the RNN that carries the music's "
                                "history from frame to frame. The paper used 100.", 10)
-        self.learning_rate = _double_spin(1e-5, 1.0, QUALITY_RECIPE["learning_rate"], 5, "Step size. The tutorial used 0.001 with "
-                                          "plain SGD; with Adam, 0.001-0.003 learns fast.", 0.0005)
+        self.learning_rate = _double_spin(1e-5, 1.0, QUALITY_RECIPE["learning_rate"], 5, "Step size. The tutorial "
+                                          "used 0.001 with plain SGD; with Adam, 0.001-0.003 learns fast.", 0.0005)
         self.cd_k = _spin(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                           "More is more accurate and slower. The paper used 15.")
         self.epochs = _spin(1, 10_000, QUALITY_RECIPE["epochs"], "Passes over the music. The tutorial ran 200 "
@@ -203,7 +203,8 @@ class TrainingPanel(QtWidgets.QGroupBox):
 
     def train_config(self) -> TrainConfig:
         chosen = dict(epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
-                      optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(), seed=self.seed.value())
+                      optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
+                      seed=self.seed.value())
         if self.recipe.isChecked():
             # the epochs field is the user's: no minimum number of updates stretches a small folder's run
             return quality_recipe(min_updates=0, **chosen)
