@@ -147,8 +147,6 @@ class Trainer:
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
         self.optimizer = self._make_optimizer()
-        if self.config.cd_start == "persistent" and self.config.key_shift:
-            raise ValueError("persistent chains need the rolls untransposed: use key_shift 0")
         # the persistent chains' states, one per training frame (they start at the data)
         self._chain_states = ([np.asarray(r, dtype=np.float32).copy() for r in self.train_rolls]
                               if self.config.cd_start == "persistent" else [])
@@ -221,27 +219,34 @@ class Trainer:
         config = self.config
         order = list(range(len(self.train_rolls)))
         self.shuffle_rng.shuffle(order)
-        chunks = []  # (roll index, first frame, frames)
+        chunks = []  # (roll index, first frame, semitones transposed, frames)
         for index in order:
-            roll = self.train_rolls[index]
+            roll, shift = self.train_rolls[index], 0
             if config.key_shift:
-                roll = transpose_roll(roll, self.shuffle_rng.randint(-config.key_shift, config.key_shift))
+                shift = self.shuffle_rng.randint(-config.key_shift, config.key_shift)
+                roll = transpose_roll(roll, shift)
             roll = torch.from_numpy(roll.astype(np.float32))
-            chunks.extend((index, i, roll[i:i + config.seq_len]) for i in range(0, roll.shape[0], config.seq_len))
+            chunks.extend((index, i, shift, roll[i:i + config.seq_len])
+                          for i in range(0, roll.shape[0], config.seq_len))
         if config.batch_seqs > 1:  # (the tutorial: sequences shuffled, subsequences in order)
             self.shuffle_rng.shuffle(chunks)
         size = max(1, config.batch_seqs)
         groups = [chunks[i:i + size] for i in range(0, len(chunks), size)]
-        self._batch_chunks = [[(index, first, len(chunk)) for index, first, chunk in group] for group in groups]
+        self._batch_chunks = [[(index, first, len(chunk), shift) for index, first, shift, chunk in group]
+                              for group in groups]
         if config.batch_seqs <= 1:
-            return [(group[0][2].unsqueeze(0), None) for group in groups]
-        return [_pad([chunk for _, _, chunk in group]) for group in groups]
+            return [(group[0][3].unsqueeze(0), None) for group in groups]
+        return [_pad([chunk for *_, chunk in group]) for group in groups]
 
     def _persistent_starts(self, step: int, shape: torch.Size) -> torch.Tensor:
-        """Where each frame's chain stopped the last time it was trained on (the data at first). (B, T, V)."""
+        """Where each frame's chain stopped the last time it was trained on (the data at first). (B, T, V).
+
+        States are kept in the piece's own key; a chain resumes transposed with this epoch's copy of its piece.
+        """
         start = torch.zeros(shape)
-        for row, (index, first, length) in enumerate(self._batch_chunks[step]):
-            start[row, :length] = torch.from_numpy(self._chain_states[index][first:first + length])
+        for row, (index, first, length, shift) in enumerate(self._batch_chunks[step]):
+            state = transpose_roll(self._chain_states[index][first:first + length], shift)
+            start[row, :length] = torch.from_numpy(state)
         return start
 
     def _keep_chain_states(self, step: int, mask: torch.Tensor | None, negative: torch.Tensor) -> None:
@@ -249,8 +254,8 @@ class Trainer:
         full = negative.new_zeros(B * T, negative.shape[1])
         full[mask.reshape(-1) > 0 if mask is not None else slice(None)] = negative
         full = full.reshape(B, T, -1).numpy().astype(np.float32)
-        for row, (index, first, length) in enumerate(self._batch_chunks[step]):
-            self._chain_states[index][first:first + length] = full[row, :length]
+        for row, (index, first, length, shift) in enumerate(self._batch_chunks[step]):
+            self._chain_states[index][first:first + length] = transpose_roll(full[row, :length], -shift)
 
     def updates_per_epoch(self) -> int:
         chunks = sum(math.ceil(len(r) / self.config.seq_len) for r in self.train_rolls)

@@ -410,6 +410,28 @@ def test_persistent_chains_start_where_each_frame_s_chain_stopped_the_epoch_befo
         np.testing.assert_array_equal(state, roll)
 
 
-def test_persistent_chains_refuse_transposed_rolls():
-    with pytest.raises(ValueError, match="persistent"):
-        Trainer(small_model(), arpeggios(), (), TrainConfig(cd_start="persistent", key_shift=2))
+def test_persistent_chains_follow_their_piece_into_each_epoch_s_key(monkeypatch):
+    """With a chain that does not move, every start must equal this epoch's (transposed) batch: the
+    states are stored in the piece's own key and shifted into whatever key the piece has this epoch."""
+    rolls = arpeggios(n=4, frames=130)
+    trainer = Trainer(small_model(), rolls, (), TrainConfig(epochs=1, cd_start="persistent", key_shift=5,
+                                                             batch_seqs=3))
+    monkeypatch.setattr(trainer.model, "gibbs_chain", lambda v, bv, bh, steps, sampler: v.clone())
+    seen, original = [], trainer.model.cd_loss
+
+    def recording(batch, sampler, mask=None, **kwargs):
+        seen.append((batch.clone(), kwargs["chain_start"].clone(), mask))
+        return original(batch, sampler, mask, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "cd_loss", recording)
+    shifts = []
+    for epochs in (1, 2, 3):
+        trainer.config.epochs = epochs
+        trainer.run()
+        shifts += [shift for group in trainer._batch_chunks for *_, shift in group]
+    assert len(set(shifts)) > 2  # the pieces really moved between keys
+    for batch, start, mask in seen:
+        real = mask > 0 if mask is not None else slice(None)
+        torch.testing.assert_close(start[real], batch[real], rtol=0, atol=0)
+    for state, roll in zip(trainer._chain_states, rolls):
+        np.testing.assert_array_equal(state, roll)
