@@ -6,6 +6,7 @@ last good checkpoint, if the loss or the weights stop being finite.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -60,6 +61,9 @@ class TrainConfig:
     min_updates: int = 0
     cd_start: str = "data"  # where CD's negative chains start: "data" (the tutorial), "previous", "silence"
     weight_decay: float = 0.0  # decoupled decay of W each update: W -= lr * weight_decay * W
+    # keep an exponential moving average of the weights (this decay per update; 0: off); the average is
+    # what is validated, selected and kept as the model, the raw weights go on training
+    average: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
@@ -134,6 +138,7 @@ class Trainer:
         self.best_valid_monitor: float | None = None
         self.best_valid_ll: float | None = None  # with select_by="ll"
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.averaged_state: dict[str, torch.Tensor] | None = None  # with config.average
         self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
@@ -189,6 +194,7 @@ class Trainer:
         trainer.history = list(payload.get("history", []))
         trainer.pretraining = dict(payload.get("pretraining") or {})
         trainer.best_state = payload.get("best_model_state")
+        trainer.averaged_state = payload.get("averaged_state")
         rng = payload.get("rng", {})
         if "sampler" in rng:
             trainer.sampler.set_state(_unlist_state(rng["sampler"]))
@@ -392,6 +398,8 @@ class Trainer:
                     self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * self.config.weight_decay)
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 return "diverged", self._divergence_message(epoch, step)
+            if self.config.average:
+                self._update_average()
             frames += n
             loss_sum += float(cost.detach()) * n
             monitor_sum += monitor * n
@@ -401,10 +409,12 @@ class Trainer:
                 self._report("step", epoch, step, len(batches), frames / max(now - epoch_started, 1e-9),
                              loss_sum / frames, monitor_sum / frames, started, epochs_at_start)
         seconds = time.monotonic() - epoch_started
-        valid = self.validation_monitor()
         self.epochs_completed = epoch
         by_ll = self.config.select_by == "ll"
-        valid_ll = self.validation_log_likelihood() if by_ll else None
+        with self._averaged_weights():
+            valid = self.validation_monitor()
+            valid_ll = self.validation_log_likelihood() if by_ll else None
+            kept = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if by_ll and valid is not None and (self.best_valid_monitor is None or valid > self.best_valid_monitor):
             self.best_valid_monitor = valid  # still shown; the weights kept follow the log-likelihood
         score, best = (valid_ll, self.best_valid_ll) if by_ll else (valid, self.best_valid_monitor)
@@ -413,10 +423,12 @@ class Trainer:
                 self.best_valid_ll = score
             else:
                 self.best_valid_monitor = score
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = kept
             self.epochs_since_best = 0
         else:
             self.epochs_since_best += 1
+        if score is None and self.config.average:
+            self.best_state = kept  # nothing to select by: the average is the model
         self.history.append({"epoch": epoch, "loss": loss_sum / frames, "monitor": monitor_sum / frames,
                              "valid_monitor": valid, "seconds": seconds, "frames_per_second": frames / seconds,
                              **({"valid_ll": valid_ll} if by_ll else {})})
@@ -426,6 +438,27 @@ class Trainer:
         log.info("epoch %d/%d monitor %.3f valid %s (%.1f s)", epoch, self.config.epochs, monitor_sum / frames,
                  f"{valid:.3f}" if valid is not None else "-", seconds)
         return None
+
+    def _update_average(self) -> None:
+        with torch.no_grad():
+            if self.averaged_state is None:  # starts at the first update's weights
+                self.averaged_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                return
+            for name, value in self.model.state_dict().items():
+                self.averaged_state[name].lerp_(value, 1.0 - self.config.average)
+
+    @contextlib.contextmanager
+    def _averaged_weights(self):
+        """The model holds the averaged weights inside the block (the raw ones without averaging)."""
+        if self.averaged_state is None:
+            yield
+            return
+        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.averaged_state)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(raw)
 
     def _base_learning_rates(self) -> tuple[float, float]:
         """The RBM's and the RNN's learning rates before any schedule (the optimiser's two groups)."""
@@ -461,6 +494,7 @@ class Trainer:
             "model_config": self.model.config.to_dict(),
             "model_state": self.model.state_dict(),
             "best_model_state": self.best_state,
+            "averaged_state": self.averaged_state,
             "optimizer_state": self.optimizer.state_dict(),
             "train_config": asdict(self.config),
             "roll_settings": self.roll_settings.to_dict(),

@@ -227,6 +227,7 @@ def test_training_in_a_background_thread_stops_from_the_main_thread(tmp_path):
     ("adam", 3, 0.0, {"key_shift": 2}),  # key_shift: the shuffle RNG matters too
     ("sgd", 1, 0.9, {"key_shift": 2}),
     ("adam", 3, 0.0, {"cd_start": "persistent", "weight_decay": 0.1}),  # the chains' states are saved too
+    ("adam", 3, 0.0, {"average": 0.9}),  # the running average is saved too
 ])
 def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optimizer, batch_seqs, momentum, extra):
     rolls = arpeggios(6, 40)
@@ -254,6 +255,8 @@ def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optim
     assert payload["progress"]["epochs_completed"] == 4 and payload["train_config"]["epochs"] == 4
     for state, expected in zip(resumed._chain_states, straight._chain_states):
         np.testing.assert_array_equal(state, expected)
+    for name, p in (straight.best_state or {}).items():
+        assert torch.equal(resumed.best_state[name], p), f"kept {name} differs after resume"
 
 
 def test_resume_refuses_persistent_chains_from_other_data(tmp_path):
@@ -435,3 +438,41 @@ def test_persistent_chains_follow_their_piece_into_each_epoch_s_key(monkeypatch)
         torch.testing.assert_close(start[real], batch[real], rtol=0, atol=0)
     for state, roll in zip(trainer._chain_states, rolls):
         np.testing.assert_array_equal(state, roll)
+
+
+def test_the_weights_kept_are_the_running_average_of_the_weights_after_each_update(monkeypatch):
+    """average=d: a_1 = w_1, a_n = d a_(n-1) + (1 - d) w_n over the updates; with no valid data the
+    average is the model kept, while the raw weights stay in the model to go on training."""
+    decay = 0.8
+    trainer = Trainer(small_model(), arpeggios(n=6, frames=40), (),
+                      TrainConfig(epochs=2, optimizer="adam", learning_rate=0.02, batch_seqs=2, average=decay))
+    after_each_update, original_step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        result = original_step(*args, **kwargs)
+        after_each_update.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+        return result
+
+    monkeypatch.setattr(trainer.optimizer, "step", recording_step)
+    trainer.run()
+    assert len(after_each_update) == 2 * trainer.updates_per_epoch() > 4
+    expected = dict(after_each_update[0])
+    for weights in after_each_update[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    for name, value in expected.items():
+        torch.testing.assert_close(trainer.best_state[name], value)
+        torch.testing.assert_close(trainer.model.state_dict()[name], after_each_update[-1][name], rtol=0, atol=0)
+    assert not torch.allclose(trainer.best_state["W"], trainer.model.W)
+
+
+def test_selection_by_the_valid_monitor_judges_the_averaged_weights(monkeypatch):
+    trainer = Trainer(small_model(), arpeggios(n=4, frames=40), arpeggios(n=2, frames=20),
+                      TrainConfig(epochs=1, batch_seqs=2, average=0.5))
+    judged = []
+    original = trainer.validation_monitor
+    monkeypatch.setattr(trainer, "validation_monitor",
+                        lambda: judged.append(trainer.model.W.detach().clone()) or original())
+    trainer.run()
+    torch.testing.assert_close(judged[0], trainer.averaged_state["W"], rtol=0, atol=0)
+    torch.testing.assert_close(trainer.best_state["W"], trainer.averaged_state["W"], rtol=0, atol=0)
+    assert not torch.equal(trainer.model.W, trainer.averaged_state["W"])

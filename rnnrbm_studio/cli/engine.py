@@ -57,6 +57,9 @@ def register(subparsers) -> None:
                             "frame's chain stopped the epoch before (persistent)")
     train.add_argument("--weight-decay", type=float, default=0.0,
                        help="decay of W each update, times the learning rate (default 0)")
+    train.add_argument("--average", type=float, default=0.0,
+                       help="keep a moving average of the weights with this decay per update (e.g. 0.999) "
+                            "and validate, select and save the average (default 0: off)")
     train.add_argument("--steps-per-beat", type=int, default=2, help="time grid for MIDI input (2 = eighths)")
     train.add_argument("--seconds-per-step", type=float, default=None,
                        help="use a seconds grid instead (the tutorial used 0.3)")
@@ -108,7 +111,8 @@ def train_config_from_args(args: argparse.Namespace):
                        threads=args.threads, lr_schedule=args.lr_schedule, lr_min_ratio=args.lr_min_ratio,
                        rnn_pretrain_epochs=args.rnn_pretrain_epochs, rbm_pretrain_epochs=args.rbm_pretrain_epochs,
                        pretrain_lr=args.pretrain_lr, select_by=args.select_by, select_frames=args.select_frames,
-                       min_updates=args.min_updates, cd_start=args.cd_start, weight_decay=args.weight_decay)
+                       min_updates=args.min_updates, cd_start=args.cd_start, weight_decay=args.weight_decay,
+                       average=args.average)
 
 
 def train_command(args: argparse.Namespace) -> int:
