@@ -41,6 +41,7 @@ class TrainConfig:
     rnn_lr_scale: float = 1.0  # learning rate of the RNN's parameters relative to the RBM's
     grad_clip: float | None = None  # clip the gradient's global norm
     key_shift: int = 0  # augmentation: transpose each sequence by up to +-key_shift semitones per epoch
+    key_shift_fraction: float = 1.0  # ...during this fraction of the epochs (the rest: the pieces' own keys)
     patience: int | None = None  # stop after this many epochs without a better valid monitor
     seed: int = 0
     threads: int | None = None  # torch threads; None leaves torch's default
@@ -226,9 +227,11 @@ class Trainer:
         order = list(range(len(self.train_rolls)))
         self.shuffle_rng.shuffle(order)
         chunks = []  # (roll index, first frame, semitones transposed, frames)
+        # pretraining and the first key_shift_fraction of the epochs see transposed pieces
+        augment = config.key_shift and self.epochs_completed < config.key_shift_fraction * config.epochs
         for index in order:
             roll, shift = self.train_rolls[index], 0
-            if config.key_shift:
+            if augment:
                 shift = self.shuffle_rng.randint(-config.key_shift, config.key_shift)
                 roll = transpose_roll(roll, shift)
             roll = torch.from_numpy(roll.astype(np.float32))

@@ -476,3 +476,16 @@ def test_selection_by_the_valid_monitor_judges_the_averaged_weights(monkeypatch)
     torch.testing.assert_close(judged[0], trainer.averaged_state["W"], rtol=0, atol=0)
     torch.testing.assert_close(trainer.best_state["W"], trainer.averaged_state["W"], rtol=0, atol=0)
     assert not torch.equal(trainer.model.W, trainer.averaged_state["W"])
+
+
+def test_key_shift_augments_only_the_first_fraction_of_the_epochs():
+    trainer = Trainer(small_model(16, 8, 2), arpeggios(n=6, frames=40), (),
+                      TrainConfig(epochs=1, seq_len=20, key_shift=4, key_shift_fraction=0.5))
+    trainer.config.epochs = 4
+    shifts_by_epoch = []
+    for _ in range(4):
+        trainer._epoch_batches()
+        shifts_by_epoch.append({shift for group in trainer._batch_chunks for *_, shift in group})
+        trainer.epochs_completed += 1
+    assert len(shifts_by_epoch[0]) > 1 and len(shifts_by_epoch[1]) > 1
+    assert shifts_by_epoch[2] == shifts_by_epoch[3] == {0}

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     train.add_argument("--rnn-lr-scale", type=float, default=1.0, help="RNN learning rate / RBM learning rate")
     train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
     train.add_argument("--key-shift", type=int, default=0, help="augment: random transposition up to +-N")
+    train.add_argument("--key-shift-fraction", type=float, default=1.0,
+                       help="transpose during this fraction of the epochs only; the rest train on the "
+                            "pieces' own keys (default 1: all epochs)")
     train.add_argument("--patience", type=int, default=None,
                        help="stop after N epochs without a better valid monitor")
     train.add_argument("--learned-u0", action="store_true", help="learn the initial RNN state")
@@ -107,7 +110,8 @@ def train_config_from_args(args: argparse.Namespace):
 
     return TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                        batch_seqs=args.batch_seqs, seq_len=args.seq_len, rnn_lr_scale=args.rnn_lr_scale,
-                       grad_clip=args.grad_clip, key_shift=args.key_shift, patience=args.patience, seed=args.seed,
+                       grad_clip=args.grad_clip, key_shift=args.key_shift,
+                       key_shift_fraction=args.key_shift_fraction, patience=args.patience, seed=args.seed,
                        threads=args.threads, lr_schedule=args.lr_schedule, lr_min_ratio=args.lr_min_ratio,
                        rnn_pretrain_epochs=args.rnn_pretrain_epochs, rbm_pretrain_epochs=args.rbm_pretrain_epochs,
                        pretrain_lr=args.pretrain_lr, select_by=args.select_by, select_frames=args.select_frames,
