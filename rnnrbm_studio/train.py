@@ -40,7 +40,8 @@ class TrainConfig:
     seq_len: int = 100  # frames per subsequence
     rnn_lr_scale: float = 1.0  # learning rate of the RNN's parameters relative to the RBM's
     grad_clip: float | None = None  # clip the gradient's global norm
-    key_shift: int = 0  # augmentation: transpose each sequence by up to +-key_shift semitones per epoch
+    key_shift: int = 0  # augmentation: transpose each piece by up to +-key_shift steps, drawn anew each epoch
+    key_shift_step: int = 1  # shifts are multiples of this: 12 moves pieces by octaves and keeps their keys
     key_shift_fraction: float = 1.0  # ...during this fraction of the epochs (the rest: the pieces' own keys)
     patience: int | None = None  # stop after this many epochs without a better valid monitor
     seed: int = 0
@@ -232,7 +233,7 @@ class Trainer:
         for index in order:
             roll, shift = self.train_rolls[index], 0
             if augment:
-                shift = self.shuffle_rng.randint(-config.key_shift, config.key_shift)
+                shift = config.key_shift_step * self.shuffle_rng.randint(-config.key_shift, config.key_shift)
                 roll = transpose_roll(roll, shift)
             roll = torch.from_numpy(roll.astype(np.float32))
             chunks.extend((index, i, shift, roll[i:i + config.seq_len])

@@ -489,3 +489,13 @@ def test_key_shift_augments_only_the_first_fraction_of_the_epochs():
         trainer.epochs_completed += 1
     assert len(shifts_by_epoch[0]) > 1 and len(shifts_by_epoch[1]) > 1
     assert shifts_by_epoch[2] == shifts_by_epoch[3] == {0}
+
+
+def test_key_shift_steps_of_twelve_move_pieces_by_whole_octaves():
+    trainer = Trainer(small_model(16, 8, 2), arpeggios(n=8, frames=40), (),
+                      TrainConfig(epochs=3, seq_len=20, key_shift=1, key_shift_step=12))
+    shifts = set()
+    for _ in range(3):
+        trainer._epoch_batches()
+        shifts |= {shift for group in trainer._batch_chunks for *_, shift in group}
+    assert shifts == {-12, 0, 12}

@@ -34,7 +34,9 @@ def register(subparsers) -> None:
     train.add_argument("--seq-len", type=int, default=100, help="frames per subsequence")
     train.add_argument("--rnn-lr-scale", type=float, default=1.0, help="RNN learning rate / RBM learning rate")
     train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
-    train.add_argument("--key-shift", type=int, default=0, help="augment: random transposition up to +-N")
+    train.add_argument("--key-shift", type=int, default=0, help="augment: random transposition up to +-N steps")
+    train.add_argument("--key-shift-step", type=int, default=1,
+                       help="semitones per key-shift step (12: octaves, which keep each piece's key; default 1)")
     train.add_argument("--key-shift-fraction", type=float, default=1.0,
                        help="transpose during this fraction of the epochs only; the rest train on the "
                             "pieces' own keys (default 1: all epochs)")
@@ -110,7 +112,7 @@ def train_config_from_args(args: argparse.Namespace):
 
     return TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                        batch_seqs=args.batch_seqs, seq_len=args.seq_len, rnn_lr_scale=args.rnn_lr_scale,
-                       grad_clip=args.grad_clip, key_shift=args.key_shift,
+                       grad_clip=args.grad_clip, key_shift=args.key_shift, key_shift_step=args.key_shift_step,
                        key_shift_fraction=args.key_shift_fraction, patience=args.patience, seed=args.seed,
                        threads=args.threads, lr_schedule=args.lr_schedule, lr_min_ratio=args.lr_min_ratio,
                        rnn_pretrain_epochs=args.rnn_pretrain_epochs, rbm_pretrain_epochs=args.rbm_pretrain_epochs,
