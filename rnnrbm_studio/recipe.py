@@ -148,3 +148,27 @@ def learning_rate_factor(schedule: str, epoch: int, epochs: int, min_ratio: floa
         progress = (epoch - 1) / max(1, epochs - 1)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")
+
+
+def valid_log_likelihoods(models: Sequence[RnnRbm], valid_rolls: Sequence[np.ndarray], frames: int = 2000,
+                          chains: int = 16, n_betas: int = 1000, seed: int = 0) -> list:
+    """Each finished model's LL per step on the first `frames` valid frames, to choose between runs.
+
+    Unlike the per-epoch check (8 chains x 40 temperatures, optimistic for sharp models), this is the
+    evaluation's converged setting, same random numbers for every model; compare `mean_floored`.
+    """
+    from .evaluate import conditional_frames, log_likelihood
+
+    rolls, total = [], 0
+    for roll in valid_rolls:
+        rolls.append(np.asarray(roll)[:frames - total])
+        total += len(rolls[-1])
+        if total >= frames:
+            break
+    estimates = []
+    with torch.no_grad():
+        for model in models:
+            model.eval()
+            estimates.append(log_likelihood(model, conditional_frames(model, rolls), chains=chains,
+                                            n_betas=n_betas, sampler=BernoulliSampler(seed)))
+    return estimates

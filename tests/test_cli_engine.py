@@ -265,3 +265,23 @@ def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
         if flag.startswith("--"):
             shown = flag if value.startswith("--") or not value else f"{flag} {value}"
             assert shown in documented, f"resources/default_model.md does not show {shown}"
+
+
+def test_a_key_shift_candidate_is_trained_and_the_better_run_by_valid_ll_is_kept(tmp_path):
+    data = tmp_path / "songs"
+    write_arpeggio_corpus(data, 6, n_frames=32)
+    out = tmp_path / "model.pt"
+    result = run("train", data, "--out", out, "--epochs", 2, "--hidden", 16, "--recurrent", 8, "--cd-k", 2,
+                 "--seq-len", 16, "--batch-seqs", 2, "--lr", 0.01, "--key-shift-candidate", 2, "--threads", 1)
+    assert_ok(result)
+    runner_up = tmp_path / "model.runner-up.pt"
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["model.pt", "model.runner-up.pt"]
+    kept, other = load_checkpoint(out), load_checkpoint(runner_up)
+    choice = kept["candidates"]
+    assert choice == other["candidates"] and choice["key_shift"] == [0, 2]
+    better = int(choice["valid_ll"][1] > choice["valid_ll"][0])
+    assert kept["train_config"]["key_shift"] == choice["key_shift"][better]
+    assert other["train_config"]["key_shift"] == choice["key_shift"][1 - better]
+    assert choice["kept"] == f"key_shift {choice['key_shift'][better]}" and choice["kept"] in result.stderr
+    assert kept["progress"]["epochs_completed"] == other["progress"]["epochs_completed"] == 2
+    assert_ok(run("generate", out, "--out", tmp_path / "piece.mid", "--frames", 8))

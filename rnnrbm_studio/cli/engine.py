@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,10 @@ def register(subparsers) -> None:
     train.add_argument("--key-shift-fraction", type=float, default=1.0,
                        help="transpose during this fraction of the epochs only; the rest train on the "
                             "pieces' own keys (default 1: all epochs)")
+    train.add_argument("--key-shift-candidate", type=int, default=0, metavar="N",
+                       help="after the run, train it again with --key-shift N and keep whichever scores the "
+                            "better valid log-likelihood (AIS 16 x 1,000 on --select-frames frames); the "
+                            "other is kept beside --out as NAME.runner-up.pt (default 0: one run)")
     train.add_argument("--patience", type=int, default=None,
                        help="stop after N epochs without a better valid monitor")
     train.add_argument("--learned-u0", action="store_true", help="learn the initial RNN state")
@@ -159,6 +165,23 @@ def train_command(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))
+    result = _run_until_done_or_interrupted(trainer, bar)
+    print(f"{result.status}: {result.message}; model in {out}", file=sys.stderr)
+    if result.status == "diverged":
+        return 1
+    if args.key_shift_candidate and not args.resume and result.status == "finished":
+        torch.manual_seed(args.seed)  # the same initial weights as the first run
+        candidate = Trainer(RnnRbm(trainer.model.config), train_rolls, valid_rolls,
+                            replace(trainer.config, key_shift=args.key_shift_candidate),
+                            out.with_name(f"{out.stem}.candidate{out.suffix}"), settings, progress=bar.training,
+                            data_description=str(args.data))
+        _train_candidate_and_keep_the_better(trainer, candidate, out, valid_rolls, bar)
+    elif args.key_shift_candidate and args.resume:
+        print("--key-shift-candidate is not run on --resume: train the candidate as its own run", file=sys.stderr)
+    return 0
+
+
+def _run_until_done_or_interrupted(trainer, bar: "ProgressBar"):
     previous = signal.getsignal(signal.SIGINT)
 
     def stop_on_interrupt(signum, frame):  # first Ctrl+C: stop cleanly and keep the checkpoint
@@ -172,8 +195,49 @@ def train_command(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.finish()
-    print(f"{result.status}: {result.message}; model in {out}", file=sys.stderr)
-    return 1 if result.status == "diverged" else 0
+    return result
+
+
+def _train_candidate_and_keep_the_better(first, candidate, out: Path, valid_rolls, bar: "ProgressBar") -> None:
+    """Train `candidate` (same recipe, other augmentation); `out` ends up holding the better of the two
+    by valid log-likelihood, the other is renamed NAME.runner-up.pt (files are renamed, never rewritten
+    in place, so a crash midway loses neither)."""
+    from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+    from ..recipe import valid_log_likelihoods
+
+    if not valid_rolls:
+        print("no valid pieces to choose by: kept the first run, no candidate trained", file=sys.stderr)
+        return
+    shift = candidate.config.key_shift
+    print(f"candidate: the same recipe with --key-shift {shift}", file=sys.stderr)
+    result = _run_until_done_or_interrupted(candidate, bar)
+    if result.status != "finished":
+        print(f"candidate {result.status}: kept {out} (the candidate's checkpoint is {candidate.checkpoint_path})",
+              file=sys.stderr)
+        return
+    frames = first.config.select_frames
+    print(f"choosing on the first {frames} valid frames (AIS 16 x 1,000)...", file=sys.stderr)
+    estimates = valid_log_likelihoods([load_model(out)[0], load_model(candidate.checkpoint_path)[0]], valid_rolls,
+                                      frames=frames)
+    scores = [e.mean_floored for e in estimates]
+    keep_candidate = scores[1] > scores[0]
+    choice = {"criterion": f"valid LL per step, AIS 16 x 1,000 (floored), first {frames} frames",
+              "key_shift": [first.config.key_shift, shift], "valid_ll": scores,
+              "kept": "key_shift %d" % (shift if keep_candidate else first.config.key_shift)}
+    runner_up = out.with_name(f"{out.stem}.runner-up{out.suffix}")
+    if keep_candidate:
+        parked = out.with_name(f"{out.stem}.swapping{out.suffix}")
+        os.replace(out, parked)
+        os.replace(candidate.checkpoint_path, out)
+        os.replace(parked, runner_up)
+    else:
+        os.replace(candidate.checkpoint_path, runner_up)
+    for path in (out, runner_up):
+        payload = load_checkpoint(path)
+        payload["candidates"] = choice
+        save_checkpoint(path, payload)
+    print(f"valid LL: key shift {first.config.key_shift}: {scores[0]:.3f}, key shift {shift}: {scores[1]:.3f}; "
+          f"kept {choice['kept']} in {out}, the other in {runner_up}", file=sys.stderr)
 
 
 class ProgressBar:
