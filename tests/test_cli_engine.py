@@ -285,3 +285,6 @@ def test_a_key_shift_candidate_is_trained_and_the_better_run_by_valid_ll_is_kept
     assert choice["kept"] == f"key_shift {choice['key_shift'][better]}" and choice["kept"] in result.stderr
     assert kept["progress"]["epochs_completed"] == other["progress"]["epochs_completed"] == 2
     assert_ok(run("generate", out, "--out", tmp_path / "piece.mid", "--frames", 8))
+    info = run("info", out)
+    assert_ok(info)
+    assert "candidates:" in info.stdout and choice["kept"] in info.stdout

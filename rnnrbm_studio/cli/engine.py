@@ -351,7 +351,7 @@ def info_command(args: argparse.Namespace) -> int:
                   + (f", valid {last['valid_monitor']:.3f}" if last.get("valid_monitor") is not None else ""))
         if best is not None:
             print(f"  best valid monitor: {best:.3f}")
-    for key in ("evaluation", "recipe"):
+    for key in ("evaluation", "recipe", "candidates"):
         if payload.get(key):
             print(f"{key}: {payload[key]}")
     print(f"saved: {payload.get('saved_at', '?')}")
