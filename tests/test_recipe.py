@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from rnnrbm_studio.checkpoint import load_checkpoint
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
+from rnnrbm_studio.recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn, valid_log_likelihoods
 from rnnrbm_studio.train import TrainConfig, Trainer
 
 
@@ -148,3 +148,23 @@ def test_min_updates_raises_the_epochs_of_a_small_corpus(tmp_path):
     assert trainer.config.epochs == 7  # ceil(20 / 3)
     assert small_setup(tmp_path, epochs=9, min_updates=20).config.epochs == 9  # never lowered
     assert small_setup(tmp_path, epochs=2).config.epochs == 2
+
+
+def test_runs_are_compared_on_the_same_valid_frames_with_the_same_random_numbers():
+    """Equal models score exactly equal (so a difference is the weights'), the frame budget is kept,
+    and a model that has learnt the valid data's pattern beats one that has not."""
+    torch.manual_seed(0)
+    untrained = RnnRbm(RnnRbmConfig(n_visible=12, n_hidden=8, n_hidden_recurrent=6, cd_k=2))
+    trained = RnnRbm(untrained.config)
+    trained.load_state_dict(untrained.state_dict())
+    pretrain_rnn(trained, lambda: [(torch.as_tensor(alternating_chords(), dtype=torch.float32)[None], None)],
+                 epochs=150, lr=0.05)
+    valid = [alternating_chords(40), alternating_chords(40)]
+    twin = RnnRbm(untrained.config)
+    twin.load_state_dict(untrained.state_dict())
+    first, same, better = valid_log_likelihoods([untrained, twin, trained], valid, frames=50, chains=8, n_betas=100)
+    assert first.mean == same.mean
+    budget, = valid_log_likelihoods([trained], valid, frames=40, chains=8, n_betas=100)
+    first_piece_only, = valid_log_likelihoods([trained], valid[:1], frames=1000, chains=8, n_betas=100)
+    assert budget.mean == first_piece_only.mean
+    assert better.mean_floored > first.mean_floored + 1.0
