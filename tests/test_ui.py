@@ -349,7 +349,11 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     assert set(payload["pretraining"]) == {"rbm", "rnn"}
     assert payload["history"][0]["valid_ll"] is not None  # kept by the validation log-likelihood
 
+    assert config["key_shift"] == 0  # off by default: the bundled model's corpus is all in C
+    panel.key_shift.setValue(1)
+    assert panel.train_config().key_shift == 1 and panel.train_config().cd_start == "persistent"
     panel.recipe.setChecked(False)
     plain = panel.train_config()
+    assert plain.key_shift == 1
     assert (plain.cd_start, plain.select_by, plain.rnn_pretrain_epochs, plain.weight_decay) == ("data", "monitor", 0, 0)
     assert plain.batch_seqs == panel.batch_seqs.value() and plain.learning_rate == panel.learning_rate.value()

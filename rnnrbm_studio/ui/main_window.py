@@ -490,7 +490,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
                 "training/steps_per_beat": training.steps_per_beat,
                 "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer,
-                "training/recipe": training.recipe}
+                "training/recipe": training.recipe, "training/key_shift": training.key_shift}
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""

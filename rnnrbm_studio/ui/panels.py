@@ -144,6 +144,13 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.batch_seqs = _spin(1, 256, QUALITY_RECIPE["batch_seqs"], "Subsequences of 100 steps per update. "
                                 "1 reproduces the tutorial's schedule; 4 learns best (docs/quality.md); "
                                 "16-32 is faster per epoch.")
+        self.key_shift = _spin(0, 12, train_defaults.key_shift, "Transpose each piece by up to this many "
+                               "semitones, up or down, drawn anew every epoch: a small folder learns more "
+                               "and overfits less (JSB chorales: 0.87 nats per step better with 1).\n"
+                               "Leave it at 0 for a large folder whose pieces share one key (Nottingham, "
+                               "all in C: 0.5 nats worse with 1). docs/quality.md, round three.")
+        self.key_shift.setSuffix(" semitones")
+        self.key_shift.setSpecialValueText("off")
         self.recipe = QtWidgets.QCheckBox("Quality recipe")
         self.recipe.setChecked(True)
         self.recipe.setToolTip("Pretrain the RBM and the RNN, decay the learning rate, use persistent CD "
@@ -165,6 +172,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         form.addRow("Epochs", self.epochs)
         form.addRow("Steps per beat", self.steps_per_beat)
         form.addRow("Seed", self.seed)
+        form.addRow("Transpose (augment)", self.key_shift)
         form.addRow("", self.recipe)
 
         self.train_button = QtWidgets.QPushButton("Train")
@@ -204,7 +212,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
     def train_config(self) -> TrainConfig:
         chosen = dict(epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
                       optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
-                      seed=self.seed.value())
+                      seed=self.seed.value(), key_shift=self.key_shift.value())
         if self.recipe.isChecked():
             # the epochs field is the user's: no minimum number of updates stretches a small folder's run
             return quality_recipe(min_updates=0, **chosen)
@@ -219,7 +227,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.resume_button.setEnabled(can_resume and can_train and not running)
         self.stop_button.setEnabled(running)
         for widget in (self.hidden, self.recurrent, self.learning_rate, self.cd_k, self.epochs, self.optimizer,
-                       self.batch_seqs, self.steps_per_beat, self.seed, self.recipe):
+                       self.batch_seqs, self.steps_per_beat, self.seed, self.key_shift, self.recipe):
             widget.setEnabled(not running)
 
     def show_progress(self, p: TrainProgress) -> None:
