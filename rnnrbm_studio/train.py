@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_payload, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, model_from_payload, rng_state_as_tuples,
+                         rng_state_from_lists, rng_state_to_lists, save_checkpoint)
 from .model import BernoulliSampler, RnnRbm
 from .pianoroll import RollSettings, transpose_roll
 from .evaluate import conditional_frames, log_likelihood
@@ -199,9 +200,9 @@ class Trainer:
         trainer.averaged_state = payload.get("averaged_state")
         rng = payload.get("rng", {})
         if "sampler" in rng:
-            trainer.sampler.set_state(_unlist_state(rng["sampler"]))
+            trainer.sampler.set_state(rng_state_from_lists(rng["sampler"]))
         if "shuffle" in rng:
-            trainer.shuffle_rng.setstate(_tuple_state(rng["shuffle"]))
+            trainer.shuffle_rng.setstate(rng_state_as_tuples(rng["shuffle"]))
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         packed = payload.get("chain_states")
@@ -510,8 +511,8 @@ class Trainer:
                          + sum(p.get("seconds", 0.0) for p in self.pretraining.values())},
             "pretraining": self.pretraining,
             "history": self.history,
-            "rng": {"sampler": _list_state(self.sampler.get_state()),
-                    "shuffle": _list_state(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
+            "rng": {"sampler": rng_state_to_lists(self.sampler.get_state()),
+                    "shuffle": rng_state_to_lists(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
             # persistent chains, one bit per key and frame (a resumed run continues them exactly)
             "chain_states": (torch.from_numpy(np.packbits(np.concatenate(self._chain_states) > 0, axis=-1))
                              if self._chain_states else None),
@@ -536,29 +537,3 @@ def _pad(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         mask[i, :chunk.shape[0]] = 1
     return batch, mask
 
-
-def _list_state(state):
-    """RNG states as plain lists and ints, which torch.load(weights_only=True) accepts."""
-    if isinstance(state, dict):
-        return {k: _list_state(v) for k, v in state.items()}
-    if isinstance(state, (tuple, list)):
-        return [_list_state(v) for v in state]
-    if isinstance(state, np.ndarray):
-        return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}
-    if isinstance(state, np.integer):
-        return int(state)
-    return state
-
-
-def _unlist_state(state):
-    if isinstance(state, dict):
-        if "__ndarray__" in state:
-            return np.array(state["__ndarray__"], dtype=state["dtype"])
-        return {k: _unlist_state(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_unlist_state(v) for v in state]
-    return state
-
-
-def _tuple_state(state):
-    return tuple(_tuple_state(v) for v in state) if isinstance(state, list) else state
