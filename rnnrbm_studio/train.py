@@ -64,6 +64,7 @@ class TrainConfig:
     min_updates: int = 0
     cd_start: str = "data"  # where CD's negative chains start: "data" (the tutorial), "previous", "silence"
     weight_decay: float = 0.0  # decoupled decay of W each update: W -= lr * weight_decay * W
+    rnn_weight_decay: float = 0.0  # the same for the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu), at the RNN's lr
     # keep an exponential moving average of the weights (this decay per update; 0: off); the average is
     # what is validated, selected and kept as the model, the raw weights go on training
     average: float = 0.0
@@ -401,6 +402,11 @@ class Trainer:
                 with torch.no_grad():
                     # group 0 holds the RBM's parameters: its (scheduled) rate is W's
                     self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * self.config.weight_decay)
+            if self.config.rnn_weight_decay:
+                with torch.no_grad():
+                    shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * self.config.rnn_weight_decay
+                    for name in ("Wuh", "Wuv", "Wvu", "Wuu"):
+                        getattr(self.model, name).mul_(shrink)
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 return "diverged", self._divergence_message(epoch, step)
             if self.config.average:

@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
     model = root / "model.pt"
     result = run("train", data, "--out", model, "--epochs", 2, "--hidden", 16, "--recurrent", 8, "--cd-k", 2,
                  "--seq-len", 16, "--batch-seqs", 2, "--lr", 0.01, "--seed", 5,
-                 "--cd-start", "persistent", "--weight-decay", 0.01, "--average", 0.9)
+                 "--cd-start", "persistent", "--weight-decay", 0.01, "--average", 0.9, "--rnn-weight-decay", 0.02)
     return root, data, model, result
 
 
@@ -68,6 +68,7 @@ def test_train_writes_a_checkpoint_and_reports_progress(trained):
     assert payload["train_config"]["batch_seqs"] == 2 and payload["train_config"]["seed"] == 5
     assert payload["train_config"]["cd_start"] == "persistent" and payload["train_config"]["weight_decay"] == 0.01
     assert payload["train_config"]["average"] == 0.9 and payload["averaged_state"]["W"].shape == (88, 16)
+    assert payload["train_config"]["rnn_weight_decay"] == 0.02
     # a bit per key (88 -> 11 bytes) of each training frame: 5 pieces of 32 frames (one of 6 is held out)
     assert payload["chain_states"].shape == (5 * 32, 11)
     assert payload["data"].endswith("songs")

@@ -373,6 +373,15 @@ def test_weight_decay_shrinks_w_after_each_update_by_the_learning_rate_times_the
     torch.testing.assert_close(decayed.model.W, plain.model.W * (1 - 0.01 * 0.5), rtol=1e-12, atol=0)
     torch.testing.assert_close(decayed.model.bv, plain.model.bv, rtol=0, atol=0)  # biases are not decayed
     torch.testing.assert_close(decayed.model.Wuv, plain.model.Wuv, rtol=0, atol=0)
+    rnn_decayed = Trainer(small_model(), rolls, (), replace(config, rnn_weight_decay=0.5, rnn_lr_scale=0.5))
+    rnn_plain = Trainer(small_model(), rolls, (), replace(config, rnn_lr_scale=0.5))
+    rnn_decayed.run()
+    rnn_plain.run()
+    for name in ("Wuh", "Wuv", "Wvu", "Wuu"):  # at the RNN's learning rate, 0.005
+        expected = getattr(rnn_plain.model, name) * (1 - 0.005 * 0.5)
+        torch.testing.assert_close(getattr(rnn_decayed.model, name), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(rnn_decayed.model.W, rnn_plain.model.W, rtol=0, atol=0)
+    torch.testing.assert_close(rnn_decayed.model.bu, rnn_plain.model.bu, rtol=0, atol=0)
 
 
 def test_the_trainer_passes_its_chain_start_to_the_cd_cost(monkeypatch):

@@ -68,6 +68,8 @@ def register(subparsers) -> None:
                             "frame's chain stopped the epoch before (persistent)")
     train.add_argument("--weight-decay", type=float, default=0.0,
                        help="decay of W each update, times the learning rate (default 0)")
+    train.add_argument("--rnn-weight-decay", type=float, default=0.0,
+                       help="decay of the RNN's weight matrices each update, times the RNN's learning rate")
     train.add_argument("--average", type=float, default=0.0,
                        help="keep a moving average of the weights with this decay per update (e.g. 0.999) "
                             "and validate, select and save the average (default 0: off)")
@@ -124,7 +126,7 @@ def train_config_from_args(args: argparse.Namespace):
                        rnn_pretrain_epochs=args.rnn_pretrain_epochs, rbm_pretrain_epochs=args.rbm_pretrain_epochs,
                        pretrain_lr=args.pretrain_lr, select_by=args.select_by, select_frames=args.select_frames,
                        min_updates=args.min_updates, cd_start=args.cd_start, weight_decay=args.weight_decay,
-                       average=args.average)
+                       rnn_weight_decay=args.rnn_weight_decay, average=args.average)
 
 
 def train_command(args: argparse.Namespace) -> int:
