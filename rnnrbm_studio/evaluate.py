@@ -74,6 +74,17 @@ def conditional_frames(model: RnnRbm, rolls: Sequence[np.ndarray]) -> Frames:
 
 
 # ------------------------------------------------------------------------------------- AIS
+def leading_frames(rolls: Sequence, count: int) -> list[np.ndarray]:
+    """The first `count` frames of a list of rolls (arrays or tensors), cut where the count is reached."""
+    taken, total = [], 0
+    for roll in rolls:
+        if total >= count:
+            break
+        taken.append(np.asarray(roll)[:count - total])
+        total += len(taken[-1])
+    return taken
+
+
 def beta_schedule(n_betas: int) -> np.ndarray:
     """n_betas + 1 equally spaced inverse temperatures from 0 to 1.
 

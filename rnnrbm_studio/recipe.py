@@ -157,14 +157,9 @@ def valid_log_likelihoods(models: Sequence[RnnRbm], valid_rolls: Sequence[np.nda
     Unlike the per-epoch check (8 chains x 40 temperatures, optimistic for sharp models), this is the
     evaluation's converged setting, same random numbers for every model; compare `mean_floored`.
     """
-    from .evaluate import conditional_frames, log_likelihood
+    from .evaluate import conditional_frames, leading_frames, log_likelihood
 
-    rolls, total = [], 0
-    for roll in valid_rolls:
-        rolls.append(np.asarray(roll)[:frames - total])
-        total += len(rolls[-1])
-        if total >= frames:
-            break
+    rolls = leading_frames(valid_rolls, frames)
     estimates = []
     with torch.no_grad():
         for model in models:

@@ -23,7 +23,7 @@ from .checkpoint import (CheckpointError, load_checkpoint, model_from_payload, r
                          rng_state_from_lists, rng_state_to_lists, save_checkpoint)
 from .model import BernoulliSampler, RnnRbm
 from .pianoroll import RollSettings, transpose_roll
-from .evaluate import conditional_frames, log_likelihood
+from .evaluate import conditional_frames, leading_frames, log_likelihood
 from .recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
 
 log = logging.getLogger(__name__)
@@ -299,14 +299,8 @@ class Trainer:
         """
         if not self.valid_rolls:
             return None
-        rolls, total = [], 0
-        for roll in self.valid_rolls:
-            rolls.append(roll[:self.config.select_frames - total].numpy())
-            total += rolls[-1].shape[0]
-            if total >= self.config.select_frames:
-                break
         with torch.no_grad():
-            frames = conditional_frames(self.model, rolls)
+            frames = conditional_frames(self.model, leading_frames(self.valid_rolls, self.config.select_frames))
             # small AIS (biased high, but alike for every epoch) keeps the check to ~2 s for 2,000 frames
             return log_likelihood(self.model, frames, chains=8, n_betas=40, sampler=BernoulliSampler(12345),
                                   base_chains=8, base_steps=30).mean

@@ -171,7 +171,9 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"{result.status}: {result.message}; model in {out}", file=sys.stderr)
     if result.status == "diverged":
         return 1
-    if args.key_shift_candidate and not args.resume and result.status == "finished":
+    if args.key_shift_candidate and not valid_rolls:
+        print("no valid pieces to choose by: kept the first run, no candidate trained", file=sys.stderr)
+    elif args.key_shift_candidate and not args.resume and result.status == "finished":
         torch.manual_seed(args.seed)  # the same initial weights as the first run
         candidate = Trainer(RnnRbm(trainer.model.config), train_rolls, valid_rolls,
                             replace(trainer.config, key_shift=args.key_shift_candidate),
@@ -207,9 +209,6 @@ def _train_candidate_and_keep_the_better(first, candidate, out: Path, valid_roll
     from ..checkpoint import load_checkpoint, load_model, save_checkpoint
     from ..recipe import valid_log_likelihoods
 
-    if not valid_rolls:
-        print("no valid pieces to choose by: kept the first run, no candidate trained", file=sys.stderr)
-        return
     shift = candidate.config.key_shift
     print(f"candidate: the same recipe with --key-shift {shift}", file=sys.stderr)
     result = _run_until_done_or_interrupted(candidate, bar)
