@@ -79,8 +79,8 @@ class TrainConfig:
 # unless switched off; the command line spells it out (benchmarks/quality.py, resources/default_model.md).
 QUALITY_RECIPE: dict[str, Any] = dict(
     optimizer="adam", learning_rate=0.002, lr_schedule="cosine", batch_seqs=4, cd_start="persistent",
-    weight_decay=0.01, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll", epochs=60,
-    min_updates=28000)
+    weight_decay=0.01, rnn_weight_decay=0.1, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll",
+    epochs=60, min_updates=28000)
 
 
 def quality_recipe(**overrides: Any) -> TrainConfig:
