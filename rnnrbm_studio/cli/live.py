@@ -89,13 +89,14 @@ def play_command(args: argparse.Namespace) -> int:
                                 on_stopped=lambda reason: stopped.set())
         except ValueError as error:
             raise StudioError(str(error)) from None
-        if primer is not None:
-            player.prime(primer)
-        player.start()
-        where = f"the virtual port {port.name!r}" if args.virtual else repr(port.name)
-        print(f"playing on {where} at {args.bpm:g} BPM, {steps_per_beat} steps per beat"
-              + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops", file=sys.stderr)
+        # Ctrl+C may come as soon as the first notes sound, before the wait below has begun
         try:
+            if primer is not None:
+                player.prime(primer)
+            player.start()
+            where = f"the virtual port {port.name!r}" if args.virtual else repr(port.name)
+            print(f"playing on {where} at {args.bpm:g} BPM, {steps_per_beat} steps per beat"
+                  + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops", file=sys.stderr)
             _wait(stopped, args.seconds)
         except KeyboardInterrupt:
             print("stopping", file=sys.stderr)
