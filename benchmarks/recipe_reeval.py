@@ -34,9 +34,9 @@ def main() -> int:
         return 2
     torch.set_num_threads(1)
     data, pieces, (chains, betas) = sys.argv[1], sys.argv[2], map(int, sys.argv[3].split(","))
-    first, _, last = pieces.rpartition(":") if ":" in pieces else ("0", "", pieces)
+    start, stop = pieces.split(":") if ":" in pieces else ("0", pieces)
     split = os.environ.get("RECIPE_REEVAL_SPLIT", "valid")
-    rolls = [p.roll for p in getattr(load_corpus(data), split)[int(first or 0):int(last) if last else None]]
+    rolls = [p.roll for p in getattr(load_corpus(data), split)[int(start or 0):int(stop) if stop else None]]
     for spec in sys.argv[4:]:
         path, _, which = spec.partition(":")
         model, _ = load_model(path, which=which or "best")

@@ -154,7 +154,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.recipe = QtWidgets.QCheckBox("Quality recipe")
         self.recipe.setChecked(True)
         self.recipe.setToolTip("Pretrain the RBM and the RNN, decay the learning rate, use persistent CD "
-                               "chains and weight decay, and keep the epoch with the best validation "
+                               "chains and weight decay (on W and on the RNN's weights), and keep the epoch with the best validation "
                                "log-likelihood: how the bundled model was trained (docs/quality.md).\n"
                                "Off: plain CD-k training with the settings above, as in the tutorial.")
         self.steps_per_beat = _spin(1, 16, 2, "Time grid: steps per quarter note (2 = eighth notes, "
