@@ -131,6 +131,23 @@ def test_accuracy_counts_by_hand():
         accuracy_counts(predicted[:2], target)
 
 
+
+def test_acc_protocols_benchmark_pools_frames_three_ways():
+    """benchmarks/acc_protocols.py: pooled (the issue's ACC), per frame and per piece, on the hand-made case."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "acc_protocols.py"
+    spec = importlib.util.spec_from_file_location("acc_protocols_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    target = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=bool)
+    predicted = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    # per frame: 1, 1/3, 1 (nothing to find, nothing found), 0; pieces [frames 0-1], [frames 2-3]: 3/5, 0/1
+    ways = benchmark.pooled_ways(predicted, target, [2, 2])
+    assert ways["pooled"] == pytest.approx(3 / 6)
+    assert ways["per frame"] == pytest.approx((1 + 1 / 3 + 1 + 0) / 4)
+    assert ways["per piece"] == pytest.approx((3 / 5 + 0) / 2)
+
 def copy_previous_frame_model(V=6) -> RnnRbm:
     """A deterministic RNN-RBM that predicts frame t = frame t-1 (silence first).
 
