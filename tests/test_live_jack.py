@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -159,8 +160,36 @@ def test_virtual_port_delivers_exactly_the_frames_played(jack_server, watched):
 
 # ---------------------------------------------------------------------------- the CLI
 def _cli(*arguments: str, **kwargs) -> subprocess.Popen:
+    # faulthandler: a command that hangs is sent SIGABRT by _outcome and prints every thread's stack
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "rnnrbm_studio", *arguments], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kwargs)
+
+
+def _outcome(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The command's (stdout, stderr) once it exits; a command still running after `timeout` seconds
+    fails the test with its threads' stacks, so that a rare hang says where it hung."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        masks = _signal_masks(process.pid)
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"the command did not exit within {timeout:g} s; its threads' signal masks:\n{masks}\n"
+                    f"its stderr and stacks:\n{err}")
+
+
+def _signal_masks(pid: int) -> str:
+    """Each thread's name and pending / blocked / ignored / caught signal masks (Linux /proc)."""
+    lines = []
+    for status in sorted(Path(f"/proc/{pid}/task").glob("*/status")):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        lines.append(" ".join(f"{key}={fields.get(key, '?').strip()}"
+                              for key in ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+    return "\n".join(lines)
 
 
 @pytest.fixture
@@ -172,13 +201,13 @@ def model_file(tmp_path):
 
 def test_cli_lists_ports_then_plays_and_records(jack_server, fluidsynth, model_file, tmp_path):
     listing = _cli("ports")
-    out, err = listing.communicate(timeout=60)
+    out, err = _outcome(listing, 60)
     assert listing.returncode == 0, err
     assert out.splitlines() == ["synth:midi_00"]
     recording = tmp_path / "played.mid"
     play = _cli("play", str(model_file), "--port", "synth", "--seconds", "2", "--bpm", "480",
                 "--record", str(recording), "--program", str(CHURCH_ORGAN + 1))
-    out, err = play.communicate(timeout=60)
+    out, err = _outcome(play, 60)
     assert play.returncode == 0, err
     assert "Traceback" not in err
     roll = read_midi(recording, RollSettings(steps_per_beat=2)).roll
@@ -197,7 +226,7 @@ def test_cli_ctrl_c_stops_with_every_note_released(jack_server, fluidsynth, mode
                    what="the command to play")
         assert fluidsynth.voice_count() > 0
         play.send_signal(signal.SIGINT)
-        out, err = play.communicate(timeout=30)
+        out, err = _outcome(play, 30)
     finally:
         if play.poll() is None:
             play.kill()
@@ -215,7 +244,7 @@ def test_killing_the_app_mid_play_leaves_no_note_sounding(jack_server, fluidsynt
                    what="the command to play")
         assert play.poll() is None and fluidsynth.voice_count() > 0
         play.kill()  # no chance to clean up: the sender process notices its pipe close and does it
-        play.communicate(timeout=30)
+        _outcome(play, 30)
     finally:
         if play.poll() is None:
             play.kill()
