@@ -29,6 +29,9 @@ threadpool_limits(1, user_api="blas")
 
 LOWEST_PIANO_KEY = 21  # A0
 N_PIANO_KEYS = 88  # A0 .. C8 (MIDI 21..108)
+# frames of a batch on which the training monitor reconstructs the data when the negative chain
+# starts elsewhere (persistent chains): enough for an epoch's mean, a few percent of an update's time
+MONITOR_FRAMES = 64
 
 
 @dataclass
@@ -137,7 +140,8 @@ class RnnRbm(nn.Module):
 
     # ------------------------------------------------------------------------------ training
     def cd_loss(self, v: torch.Tensor, sampler: BernoulliSampler, mask: torch.Tensor | None = None,
-                k: int | None = None, chain_start: str | torch.Tensor = "data", record: dict | None = None):
+                k: int | None = None, chain_start: str | torch.Tensor = "data", record: dict | None = None,
+                monitor_sampler: BernoulliSampler | None = None):
         """CD-k cost and the tutorial's monitor for a batch of subsequences.
 
         v: (B, T, V) binary, mask: (B, T) with 1 for real frames (padding after the end).
@@ -147,7 +151,10 @@ class RnnRbm(nn.Module):
         then no gradient says that the model also puts mass elsewhere (docs/quality.md).
         Returns (cost, monitor): cost = mean over real frames of F(v) - F(v*), differentiable;
         monitor = mean over real frames of sum_i [v log p + (1-v) log(1-p)], p the mean of one more
-        Gibbs step from v* (the tutorial's "pseudo log-likelihood", a float).
+        Gibbs step from v* (the tutorial's "pseudo log-likelihood", a float). When the negative chain
+        does not start at the data, its end says nothing about reconstructing the data, so the monitor
+        runs its own k steps from the data on MONITOR_FRAMES evenly spaced frames, drawing from
+        monitor_sampler (default: sampler): the same measure as on the valid split.
         """
         k = self.config.cd_k if k is None else k
         B, T, V = v.shape
@@ -175,10 +182,17 @@ class RnnRbm(nn.Module):
         cost = (self.free_energy(v_flat, bv_flat, bh_flat)
                 - self.free_energy(v_sample, bv_flat, bh_flat)).sum() / n_frames
         with torch.no_grad():
-            h = sampler(self.hidden_probabilities(v_sample, bh_flat))
-            logits = torch.addmm(bv_flat, h, self.W.t())
+            if isinstance(chain_start, str) and chain_start == "data":
+                target, reconstruction, bv_m, bh_m, draw = v_flat, v_sample, bv_flat, bh_flat, sampler
+            else:
+                pick = torch.linspace(0, n_frames - 1, min(n_frames, MONITOR_FRAMES)).round().long()
+                target, bv_m, bh_m = v_flat[pick], bv_flat[pick], bh_flat[pick]
+                draw = monitor_sampler or sampler
+                reconstruction = self.gibbs_chain(target, bv_m, bh_m, k, draw)
+            h = draw(self.hidden_probabilities(reconstruction, bh_m))
+            logits = torch.addmm(bv_m, h, self.W.t())
             # log sigmoid(x) and log(1 - sigmoid(x)) computed stably
-            monitor = (v_flat * F.logsigmoid(logits) + (1 - v_flat) * F.logsigmoid(-logits)).sum() / n_frames
+            monitor = (target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).sum() / len(target)
         return cost, float(monitor)
 
     # ---------------------------------------------------------------------------- generation

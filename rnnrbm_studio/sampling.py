@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class UniformStream:
 class BernoulliSampler:
     """Bernoulli and logistic draws from a seeded numpy SFC64 generator."""
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | Sequence[int] | None = None):
         self.rng = np.random.Generator(np.random.SFC64(seed))
         self._stream: UniformStream | None = None
 

@@ -153,6 +153,8 @@ class Trainer:
                          self.updates_per_epoch(), self.config.min_updates)
                 self.config = replace(self.config, epochs=needed)
         self.sampler = BernoulliSampler(self.config.seed)
+        # its own stream, so that what the training monitor draws never changes what training draws
+        self.monitor_sampler = BernoulliSampler([self.config.seed, 1])
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
         self.optimizer = self._make_optimizer()
@@ -202,6 +204,8 @@ class Trainer:
         rng = payload.get("rng", {})
         if "sampler" in rng:
             trainer.sampler.set_state(rng_state_from_lists(rng["sampler"]))
+        if "monitor" in rng:
+            trainer.monitor_sampler.set_state(rng_state_from_lists(rng["monitor"]))
         if "shuffle" in rng:
             trainer.shuffle_rng.setstate(rng_state_as_tuples(rng["shuffle"]))
         if "torch" in rng:
@@ -382,7 +386,8 @@ class Trainer:
             persistent = self.config.cd_start == "persistent"
             chain_start = self._persistent_starts(step - 1, batch.shape) if persistent else self.config.cd_start
             record = {} if persistent else None
-            cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record)
+            cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record,
+                                               monitor_sampler=self.monitor_sampler)
             if persistent:
                 self._keep_chain_states(step - 1, mask, record["negative"])
             if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
@@ -512,6 +517,7 @@ class Trainer:
             "pretraining": self.pretraining,
             "history": self.history,
             "rng": {"sampler": rng_state_to_lists(self.sampler.get_state()),
+                    "monitor": rng_state_to_lists(self.monitor_sampler.get_state()),
                     "shuffle": rng_state_to_lists(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
             # persistent chains, one bit per key and frame (a resumed run continues them exactly)
             "chain_states": (torch.from_numpy(np.packbits(np.concatenate(self._chain_states) > 0, axis=-1))

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
 
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig, TanhRecurrence
@@ -581,6 +582,41 @@ def test_cd_chains_can_start_at_the_previous_frame_or_at_silence(chain_start):
     data_cost, _ = model.cd_loss(v, BernoulliSampler(0), mask, k=0)
     assert float(data_cost.detach()) == 0.0  # the tutorial's start: a zero-step chain goes nowhere
 
+
+def test_the_monitor_reconstructs_the_data_wherever_the_negative_chain_starts():
+    """With persistent chains the training monitor is still the data's reconstruction (as on the valid
+    split), not the persistent chain's end: with deterministic draws it equals the data-started one."""
+    model = tiny_model(seed=13)
+    v = random_rolls(2, 5)
+    parked = 1 - v  # persistent chains far from the data
+    _, from_data = model.cd_loss(v, ThresholdSampler(), k=2)
+    _, persistent = model.cd_loss(v, ThresholdSampler(), k=2, chain_start=parked, monitor_sampler=ThresholdSampler())
+    assert persistent == pytest.approx(from_data, rel=1e-12)
+    # what the monitor read before: one Gibbs step from the persistent chain's end, a different number
+    bv_t, bh_t, _ = model.conditional_biases(v)
+    bv_t, bh_t, x = bv_t.detach().reshape(-1, V), bh_t.detach().reshape(-1, H), v.reshape(-1, V)
+    end = model.gibbs_chain(parked.reshape(-1, V), bv_t, bh_t, 2, ThresholdSampler())
+    h = (model.hidden_probabilities(end, bh_t) > 0.5).double()
+    logits = h @ model.W.detach().t() + bv_t
+    chain_end_reading = float((x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits)).sum() / len(x))
+    assert abs(chain_end_reading - from_data) > 1.0
+
+
+def test_with_many_frames_the_persistent_monitor_reads_a_spread_of_them(monkeypatch):
+    """More frames than MONITOR_FRAMES: the monitor averages evenly spaced frames, first and last included."""
+    import rnnrbm_studio.model as model_module
+    monkeypatch.setattr(model_module, "MONITOR_FRAMES", 3)
+    model = tiny_model(seed=13)
+    v = random_rolls(1, 9)
+    _, persistent = model.cd_loss(v, ThresholdSampler(), k=2, chain_start=1 - v, monitor_sampler=ThresholdSampler())
+    monkeypatch.setattr(model_module, "MONITOR_FRAMES", 10**6)
+    bv_t, bh_t, _ = model.conditional_biases(v)
+    bv_t, bh_t, x = bv_t.detach().reshape(-1, V), bh_t.detach().reshape(-1, H), v.reshape(-1, V)
+    chain = model.gibbs_chain(x, bv_t, bh_t, 2, ThresholdSampler())
+    h = (model.hidden_probabilities(chain, bh_t) > 0.5).double()
+    logits = h @ model.W.detach().t() + bv_t
+    per_frame = (x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits)).sum(1)
+    assert persistent == pytest.approx(float(per_frame[[0, 4, 8]].mean()), rel=1e-12)
 
 def test_an_unknown_chain_start_is_refused():
     with pytest.raises(ValueError, match="chain_start"):

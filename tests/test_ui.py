@@ -82,6 +82,22 @@ def test_first_launch_loads_the_given_model(window, small_model_file):
     assert window.live_panel.play_button.isEnabled()  # the fake port is there
 
 
+def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot, tmp_path):
+    """The bundled run's training readings are left out of its history (resources/default_model.md):
+    the plot shows its 60 validation points and no training curve; it plays at its 1,000 Gibbs steps."""
+    from rnnrbm_studio.assets import default_model_path
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    main = MainWindow(settings, default_model_path(), port_provider=FakePortProvider(), models_dir=tmp_path / "models")
+    qtbot.addWidget(main)
+    try:
+        assert "default_model.pt" in main.model_label.text()
+        assert main.training_plot.valid_epochs == list(range(1, 61))
+        assert main.training_plot.train_values == []
+        assert main.live_panel.gibbs_steps.value() == 1000  # the model's own setting, not clamped
+    finally:
+        main.close()
+    assert_no_qt_leaks(main)
+
 def test_load_folder_summarises_and_lists_skipped_files(qtbot, window, tmp_path):
     corpus = load(qtbot, window, write_corpus(tmp_path / "music", n_files=6, broken=2))
     assert len(corpus.pieces()) == 6

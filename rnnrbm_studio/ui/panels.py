@@ -260,8 +260,9 @@ class TrainingPlot(pg.PlotWidget):
         self.valid_values: list[float] = []
 
     def set_history(self, history: list[dict]) -> None:
-        self.epochs = [h["epoch"] for h in history]
-        self.train_values = [h["monitor"] for h in history]
+        # a history may lack training readings (the bundled model's: resources/default_model.md)
+        self.epochs = [h["epoch"] for h in history if h.get("monitor") is not None]
+        self.train_values = [h["monitor"] for h in history if h.get("monitor") is not None]
         self.valid_epochs = [h["epoch"] for h in history if h.get("valid_monitor") is not None]
         self.valid_values = [h["valid_monitor"] for h in history if h.get("valid_monitor") is not None]
         self._redraw()
@@ -307,8 +308,10 @@ class LivePanel(QtWidgets.QGroupBox):
         self.play_button.setToolTip("Start or stop improvising on the chosen output (Space)")
         self.play_button.setCheckable(True)
         self.bpm = _double_spin(20, 400, 120, 0, "Tempo in beats per minute", 5)
-        self.gibbs_steps = _spin(1, 500, RnnRbmConfig().gibbs_steps, "Gibbs steps per generated step: fewer "
-                                 "is looser, more is closer to the model (the tutorial used 25).")
+        # up to 5,000: a sharp model needs ~1,000 (the bundled one: resources/default_model.md), ~12 ms a frame
+        self.gibbs_steps = _spin(1, 5000, RnnRbmConfig().gibbs_steps, "Gibbs steps per generated step: fewer "
+                                 "is looser, more is closer to the model (the tutorial used 25; each model "
+                                 "brings its own setting, the bundled one 1,000).")
         self.temperature = _double_spin(0.2, 3.0, 1.0, 2, "Sampling temperature: below 1 plays safer, "
                                         "sparser music; above 1 more adventurous.", 0.05)
         self.follow_training = QtWidgets.QCheckBox("Follow training")
