@@ -83,6 +83,11 @@ QUALITY_RECIPE: dict[str, Any] = dict(
     epochs=60, min_updates=28000)
 
 
+# Gibbs steps per generated frame stored in a model the recipe trains: its sharp RBMs need about
+# 1,000 to mix from silence (25, the tutorial's, leaves half the steps silent: resources/default_model.md)
+QUALITY_GIBBS_STEPS = 1000
+
+
 def quality_recipe(**overrides: Any) -> TrainConfig:
     """The quality recipe's TrainConfig, with some fields changed."""
     return TrainConfig(**{**QUALITY_RECIPE, **overrides})

@@ -252,7 +252,7 @@ def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
 
     from rnnrbm_studio.cli import build_parser
     from rnnrbm_studio.cli.engine import train_config_from_args
-    from rnnrbm_studio.train import quality_recipe
+    from rnnrbm_studio.train import QUALITY_GIBBS_STEPS, quality_recipe
 
     spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
     benchmark = importlib.util.module_from_spec(spec)
@@ -260,6 +260,7 @@ def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
     args = build_parser().parse_args(["train", "DATA", "--out", "model.pt", *shlex.split(benchmark.RECIPE)])
     assert train_config_from_args(args) == quality_recipe(threads=1)
     assert (args.hidden, args.recurrent, args.cd_k) == (150, 100, 15)  # the tutorial's model
+    assert args.gibbs_steps == QUALITY_GIBBS_STEPS  # what the window's Train stores in its model too
     documented = " ".join((REPO / "resources" / "default_model.md").read_text().replace("\\\n", " ").split())
     tokens = shlex.split(benchmark.RECIPE)
     for flag, value in zip(tokens, tokens[1:] + [""]):

@@ -364,6 +364,8 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     assert config["epochs"] == 1 and config["min_updates"] == 0  # the user's epochs, not stretched
     assert set(payload["pretraining"]) == {"rbm", "rnn"}
     assert payload["history"][0]["valid_ll"] is not None  # kept by the validation log-likelihood
+    assert payload["model_config"]["gibbs_steps"] == 1000  # a sharp model composes with its own setting
+    assert window.live_panel.gibbs_steps.value() == 1000
 
     assert config["key_shift"] == 0  # off by default: the bundled model's corpus is all in C
     panel.key_shift.setValue(1)
@@ -373,3 +375,4 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     assert plain.key_shift == 1
     assert (plain.cd_start, plain.select_by, plain.rnn_pretrain_epochs, plain.weight_decay) == ("data", "monitor", 0, 0)
     assert plain.batch_seqs == panel.batch_seqs.value() and plain.learning_rate == panel.learning_rate.value()
+    assert panel.model_config().gibbs_steps == 25  # the tutorial's setting for the tutorial's training
