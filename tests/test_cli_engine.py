@@ -87,6 +87,47 @@ def test_info_describes_the_model(trained):
     assert "last epoch: monitor" in out and "best valid monitor" in out
 
 
+def test_info_describes_the_bundled_model():
+    """The bundled model's history has no training readings (resources/default_model.md): info says why."""
+    result = run("info")
+    assert_ok(result)
+    assert "default_model.pt" in result.stdout and "gibbs_steps 1000" in result.stdout
+    assert "last epoch: valid -4.187" in result.stdout and "history_note: The training monitor" in result.stdout
+
+
+def test_recipe_sets_the_defaults_and_given_options_win():
+    from rnnrbm_studio.cli import build_parser
+    from rnnrbm_studio.cli.engine import recipe_defaults, train_config_from_args
+    from rnnrbm_studio.train import QUALITY_GIBBS_STEPS, TrainConfig, quality_recipe
+
+    def parse(*options):
+        return build_parser().parse_args(["train", "DATA", "--out", "model.pt", *options])
+
+    assert train_config_from_args(parse()) == TrainConfig()  # the tutorial's training by default
+    assert recipe_defaults("tutorial")["gibbs_steps"] == 25
+    assert train_config_from_args(parse("--recipe", "quality")) == quality_recipe()
+    assert recipe_defaults("quality")["gibbs_steps"] == QUALITY_GIBBS_STEPS
+    mixed = train_config_from_args(parse("--recipe", "quality", "--epochs", "5", "--lr", "0.01", "--cd-start", "data"))
+    assert mixed == quality_recipe(epochs=5, learning_rate=0.01, cd_start="data")
+    assert train_config_from_args(parse("--optimizer", "adam")) == TrainConfig(optimizer="adam")
+
+
+def test_train_with_the_quality_recipe(tmp_path):
+    data = tmp_path / "songs"
+    write_arpeggio_corpus(data, 5, n_frames=32)
+    out = tmp_path / "model.pt"
+    result = run("train", data, "--out", out, "--recipe", "quality", "--epochs", 1, "--hidden", 16, "--recurrent", 8,
+                 "--cd-k", 2, "--rnn-pretrain-epochs", 2, "--rbm-pretrain-epochs", 1, "--select-frames", 40,
+                 "--min-updates", 0)
+    assert_ok(result)
+    payload = load_checkpoint(out)
+    config = payload["train_config"]
+    assert (config["cd_start"], config["select_by"], config["optimizer"], config["rnn_weight_decay"]) == (
+        "persistent", "ll", "adam", 0.1)
+    assert (config["epochs"], config["rnn_pretrain_epochs"], config["min_updates"]) == (1, 2, 0)  # given options win
+    assert payload["model_config"]["gibbs_steps"] == 1000  # composes as the bundled model does
+    assert set(payload["pretraining"]) == {"rbm", "rnn"}
+
 def test_generate_with_a_primer_writes_a_midi_file(trained):
     root, data, model, _ = trained
     out = root / "generated.mid"
@@ -135,6 +176,9 @@ def test_resume_continues_the_run(trained, tmp_path):
     payload = load_checkpoint(copy)
     assert payload["progress"]["epochs_completed"] == 3 and [h["epoch"] for h in payload["history"]] == [1, 2, 3]
     assert payload["model_config"]["n_hidden"] == 16  # the run's own settings, not the defaults
+    again = run("train", data, "--out", copy, "--resume")  # no --epochs: to the run's own 3, done already
+    assert_ok(again)
+    assert "finished 3 epochs" in again.stderr and load_checkpoint(copy)["progress"]["epochs_completed"] == 3
 
 
 # ----------------------------------------------------------------------------------- errors

@@ -22,17 +22,21 @@ def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train a model on a MIDI folder, a MIDI file or a benchmark pickle")
     train.add_argument("data", metavar="DATA", help="a folder of MIDI files, a .mid file, or an ICML-2012 .pickle")
     train.add_argument("--out", required=True, help="the checkpoint to write (every epoch, atomically)")
-    train.add_argument("--epochs", type=int, default=200)
+    train.add_argument("--recipe", choices=("tutorial", "quality"), default="tutorial",
+                       help="the defaults of the options marked [recipe]: the Theano tutorial's training, or "
+                            "the quality recipe that made the bundled model (docs/quality.md); options given "
+                            "on the command line win (default: tutorial)")
+    train.add_argument("--epochs", type=int, default=None, help="[recipe] passes over the data (tutorial 200)")
     train.add_argument("--hidden", type=int, default=150, help="RBM hidden units (default 150)")
     train.add_argument("--recurrent", type=int, default=100, help="RNN units (default 100)")
-    train.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
+    train.add_argument("--lr", type=float, default=None, help="[recipe] learning rate (tutorial 0.001)")
     train.add_argument("--cd-k", type=int, default=15, help="Gibbs steps of CD-k (default 15)")
-    train.add_argument("--gibbs-steps", type=int, default=25,
-                       help="Gibbs steps per generated frame, stored with the model (default 25, the tutorial's)")
-    train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    train.add_argument("--gibbs-steps", type=int, default=None,
+                       help="[recipe] Gibbs steps per generated frame, stored with the model (tutorial 25)")
+    train.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="[recipe] (tutorial sgd)")
     train.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    train.add_argument("--batch-seqs", type=int, default=1,
-                       help="subsequences per update (1 = the tutorial's schedule)")
+    train.add_argument("--batch-seqs", type=int, default=None,
+                       help="[recipe] subsequences per update (tutorial 1)")
     train.add_argument("--seq-len", type=int, default=100, help="frames per subsequence")
     train.add_argument("--rnn-lr-scale", type=float, default=1.0, help="RNN learning rate / RBM learning rate")
     train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
@@ -49,27 +53,31 @@ def register(subparsers) -> None:
     train.add_argument("--patience", type=int, default=None,
                        help="stop after N epochs without a better valid monitor")
     train.add_argument("--learned-u0", action="store_true", help="learn the initial RNN state")
-    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                       help="cosine: decay the learning rates to --lr-min-ratio of themselves by the last epoch")
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                       help="[recipe] cosine: decay the learning rates to --lr-min-ratio of themselves by the "
+                            "last epoch (tutorial constant)")
     train.add_argument("--lr-min-ratio", type=float, default=0.05)
-    train.add_argument("--rnn-pretrain-epochs", type=int, default=0,
-                       help="first train the RNN alone to predict each frame's notes independently (exact, fast)")
-    train.add_argument("--rbm-pretrain-epochs", type=int, default=0,
-                       help="first train the RBM alone on the frames, shuffled (CD-k)")
+    train.add_argument("--rnn-pretrain-epochs", type=int, default=None,
+                       help="[recipe] first train the RNN alone to predict each frame's notes independently "
+                            "(exact, fast; tutorial 0)")
+    train.add_argument("--rbm-pretrain-epochs", type=int, default=None,
+                       help="[recipe] first train the RBM alone on the frames, shuffled (CD-k; tutorial 0)")
     train.add_argument("--pretrain-lr", type=float, default=0.003, help="Adam learning rate of the pretraining")
-    train.add_argument("--select-by", choices=("monitor", "ll"), default="monitor",
-                       help="keep the best epoch by the tutorial's monitor or by the log-likelihood (AIS) "
-                            "of the first --select-frames valid frames")
+    train.add_argument("--select-by", choices=("monitor", "ll"), default=None,
+                       help="[recipe] keep the best epoch by the tutorial's monitor or by the log-likelihood "
+                            "(AIS) of the first --select-frames valid frames (tutorial monitor)")
     train.add_argument("--select-frames", type=int, default=2000)
-    train.add_argument("--min-updates", type=int, default=0,
-                       help="train at least this many updates: raises --epochs on a small corpus")
-    train.add_argument("--cd-start", choices=("data", "persistent", "previous", "silence"), default="data",
-                       help="where CD's negative chains start: the data (the tutorial's CD-k), or where each "
-                            "frame's chain stopped the epoch before (persistent)")
-    train.add_argument("--weight-decay", type=float, default=0.0,
-                       help="decay of W each update, times the learning rate (default 0)")
-    train.add_argument("--rnn-weight-decay", type=float, default=0.0,
-                       help="decay of the RNN's weight matrices each update, times the RNN's learning rate")
+    train.add_argument("--min-updates", type=int, default=None,
+                       help="[recipe] train at least this many updates: raises --epochs on a small corpus "
+                            "(tutorial 0)")
+    train.add_argument("--cd-start", choices=("data", "persistent", "previous", "silence"), default=None,
+                       help="[recipe] where CD's negative chains start: the data (the tutorial's CD-k), or "
+                            "where each frame's chain stopped the epoch before (persistent)")
+    train.add_argument("--weight-decay", type=float, default=None,
+                       help="[recipe] decay of W each update, times the learning rate (tutorial 0)")
+    train.add_argument("--rnn-weight-decay", type=float, default=None,
+                       help="[recipe] decay of the RNN's weight matrices each update, times the RNN's "
+                            "learning rate (tutorial 0)")
     train.add_argument("--average", type=float, default=0.0,
                        help="keep a moving average of the weights with this decay per update (e.g. 0.999) "
                             "and validate, select and save the average (default 0: off)")
@@ -114,10 +122,36 @@ def model_path_or_default(path: str | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------ train
+# `train` options whose defaults come from --recipe: option dest -> TrainConfig field (gibbs_steps:
+# the model's). The tutorial's values are TrainConfig's and RnnRbmConfig's own defaults.
+RECIPE_OPTIONS = {"epochs": "epochs", "lr": "learning_rate", "optimizer": "optimizer", "batch_seqs": "batch_seqs",
+                  "lr_schedule": "lr_schedule", "rnn_pretrain_epochs": "rnn_pretrain_epochs",
+                  "rbm_pretrain_epochs": "rbm_pretrain_epochs", "select_by": "select_by",
+                  "min_updates": "min_updates", "cd_start": "cd_start", "weight_decay": "weight_decay",
+                  "rnn_weight_decay": "rnn_weight_decay", "gibbs_steps": "gibbs_steps"}
+
+
+def recipe_defaults(recipe: str) -> dict:
+    """The values --recipe gives the options in RECIPE_OPTIONS, by option dest."""
+    from ..model import RnnRbmConfig
+    from ..train import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig
+
+    base = {**TrainConfig().__dict__, "gibbs_steps": RnnRbmConfig().gibbs_steps}
+    if recipe == "quality":
+        base.update(QUALITY_RECIPE, gibbs_steps=QUALITY_GIBBS_STEPS)
+    return {dest: base[field] for dest, field in RECIPE_OPTIONS.items()}
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The recipe options given on the command line (the others are None until the recipe fills them)."""
+    return {dest: getattr(args, dest) for dest in RECIPE_OPTIONS if getattr(args, dest, None) is not None}
+
+
 def train_config_from_args(args: argparse.Namespace):
-    """The TrainConfig that `train`'s options describe."""
+    """The TrainConfig that `train`'s options describe (the recipe's values where none is given)."""
     from ..train import TrainConfig
 
+    args = argparse.Namespace(**{**vars(args), **recipe_defaults(args.recipe), **given_options(args)})
     return TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                        batch_seqs=args.batch_seqs, seq_len=args.seq_len, rnn_lr_scale=args.rnn_lr_scale,
                        grad_clip=args.grad_clip, key_shift=args.key_shift, key_shift_step=args.key_shift_step,
@@ -157,12 +191,14 @@ def train_command(args: argparse.Namespace) -> int:
     train_rolls = [p.roll for p in corpus.train]
     valid_rolls = [p.roll for p in corpus.valid]
     if args.resume:
+        # without --epochs the run goes on to the epochs it was started with
         trainer = Trainer.resume(out, train_rolls, valid_rolls, epochs=args.epochs, progress=bar.training,
                                  data_description=str(args.data))
         print(f"resuming after epoch {trainer.epochs_completed}", file=sys.stderr)
     else:
+        chosen = {**recipe_defaults(args.recipe), **given_options(args)}
         config = RnnRbmConfig(n_hidden=args.hidden, n_hidden_recurrent=args.recurrent, cd_k=args.cd_k,
-                              learned_u0=args.learned_u0, gibbs_steps=args.gibbs_steps)
+                              learned_u0=args.learned_u0, gibbs_steps=chosen["gibbs_steps"])
         train_config = train_config_from_args(args)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
@@ -348,11 +384,13 @@ def info_command(args: argparse.Namespace) -> int:
         history = payload.get("history") or []
         if history:
             last = history[-1]
-            print(f"  last epoch: monitor {last['monitor']:.3f}"
-                  + (f", valid {last['valid_monitor']:.3f}" if last.get("valid_monitor") is not None else ""))
+            readings = [f"{label} {last[key]:.3f}" for label, key in (("monitor", "monitor"), ("valid", "valid_monitor"))
+                        if last.get(key) is not None]
+            if readings:
+                print("  last epoch: " + ", ".join(readings))
         if best is not None:
             print(f"  best valid monitor: {best:.3f}")
-    for key in ("evaluation", "recipe", "candidates"):
+    for key in ("history_note", "evaluation", "recipe", "candidates"):
         if payload.get(key):
             print(f"{key}: {payload[key]}")
     print(f"saved: {payload.get('saved_at', '?')}")
