@@ -384,8 +384,8 @@ def info_command(args: argparse.Namespace) -> int:
         history = payload.get("history") or []
         if history:
             last = history[-1]
-            readings = [f"{label} {last[key]:.3f}" for label, key in (("monitor", "monitor"), ("valid", "valid_monitor"))
-                        if last.get(key) is not None]
+            shown = (("monitor", "monitor"), ("valid", "valid_monitor"))
+            readings = [f"{label} {last[key]:.3f}" for label, key in shown if last.get(key) is not None]
             if readings:
                 print("  last epoch: " + ", ".join(readings))
         if best is not None:

@@ -154,8 +154,9 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.recipe = QtWidgets.QCheckBox("Quality recipe")
         self.recipe.setChecked(True)
         self.recipe.setToolTip("Pretrain the RBM and the RNN, decay the learning rate, use persistent CD "
-                               "chains and weight decay (on W and on the RNN's weights), and keep the epoch with the best validation "
-                               "log-likelihood: how the bundled model was trained (docs/quality.md). "
+                               "chains and weight decay (on W and on the RNN's weights), and keep the epoch "
+                               "with the best validation log-likelihood: how the bundled model was trained "
+                               "(docs/quality.md). "
                                "The model then composes with 1,000 Gibbs steps per step, which its sharper "
                                "RBMs need.\n"
                                "Off: plain CD-k training with the settings above, as in the tutorial (25 steps).")
