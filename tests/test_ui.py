@@ -93,6 +93,7 @@ def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot
         assert "default_model.pt" in main.model_label.text()
         assert main.training_plot.valid_epochs == list(range(1, 61))
         assert main.training_plot.train_values == []
+        assert main.training_plot.legend_names() == ["validation"]
         assert main.live_panel.gibbs_steps.value() == 1000  # the model's own setting, not clamped
     finally:
         main.close()
@@ -135,6 +136,7 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert result.status == "finished" and result.epochs_completed == 2
     assert epochs_seen == [1, 2]
     assert len(window.training_plot.epochs) == 2
+    assert window.training_plot.legend_names() == ["training", "validation"]
     assert window.model_path is not None and window.model_path.parent == tmp_path / "models"
     payload = load_checkpoint(window.model_path)
     assert payload["progress"]["epochs_completed"] == 2

@@ -253,7 +253,7 @@ class TrainingPlot(pg.PlotWidget):
         plot = self.getPlotItem()
         plot.setLabel("bottom", "epoch")
         plot.setLabel("left", "monitor (higher is better)")
-        plot.addLegend(offset=(-10, 10))
+        self.legend = plot.addLegend(offset=(-10, 10))
         plot.showGrid(x=True, y=True, alpha=0.2)
         self.train_curve = plot.plot([], [], pen=pg.mkPen((72, 132, 210), width=2), name="training")
         self.valid_curve = plot.plot([], [], pen=pg.mkPen((255, 196, 64), width=2), name="validation",
@@ -262,6 +262,7 @@ class TrainingPlot(pg.PlotWidget):
         self.train_values: list[float] = []
         self.valid_epochs: list[int] = []
         self.valid_values: list[float] = []
+        self._redraw()
 
     def set_history(self, history: list[dict]) -> None:
         # a history may lack training readings (the bundled model's: resources/default_model.md)
@@ -282,6 +283,15 @@ class TrainingPlot(pg.PlotWidget):
     def _redraw(self) -> None:
         self.train_curve.setData(self.epochs, self.train_values)
         self.valid_curve.setData(self.valid_epochs, self.valid_values)
+        # a curve without points has no place in the legend (the bundled model has no training readings)
+        self.legend.clear()
+        for curve, name, values in ((self.train_curve, "training", self.train_values),
+                                    (self.valid_curve, "validation", self.valid_values)):
+            if values:
+                self.legend.addItem(curve, name)
+
+    def legend_names(self) -> list[str]:
+        return [label.text for _, label in self.legend.items]
 
 
 class LivePanel(QtWidgets.QGroupBox):
