@@ -183,14 +183,14 @@ class RnnRbm(nn.Module):
                 - self.free_energy(v_sample, bv_flat, bh_flat)).sum() / n_frames
         with torch.no_grad():
             if isinstance(chain_start, str) and chain_start == "data":
-                target, reconstruction, bv_m, bh_m, draw = v_flat, v_sample, bv_flat, bh_flat, sampler
+                target, reconstruction, target_bv, target_bh, draw = v_flat, v_sample, bv_flat, bh_flat, sampler
             else:
                 pick = torch.linspace(0, n_frames - 1, min(n_frames, MONITOR_FRAMES)).round().long()
-                target, bv_m, bh_m = v_flat[pick], bv_flat[pick], bh_flat[pick]
+                target, target_bv, target_bh = v_flat[pick], bv_flat[pick], bh_flat[pick]  # (M, V), (M, V), (M, H)
                 draw = monitor_sampler or sampler
-                reconstruction = self.gibbs_chain(target, bv_m, bh_m, k, draw)
-            h = draw(self.hidden_probabilities(reconstruction, bh_m))
-            logits = torch.addmm(bv_m, h, self.W.t())
+                reconstruction = self.gibbs_chain(target, target_bv, target_bh, k, draw)
+            h = draw(self.hidden_probabilities(reconstruction, target_bh))
+            logits = torch.addmm(target_bv, h, self.W.t())
             # log sigmoid(x) and log(1 - sigmoid(x)) computed stably
             monitor = (target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).sum() / len(target)
         return cost, float(monitor)

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,7 @@ def recipe_defaults(recipe: str) -> dict:
     from ..model import RnnRbmConfig
     from ..train import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig
 
-    base = {**TrainConfig().__dict__, "gibbs_steps": RnnRbmConfig().gibbs_steps}
+    base = {**asdict(TrainConfig()), "gibbs_steps": RnnRbmConfig().gibbs_steps}
     if recipe == "quality":
         base.update(QUALITY_RECIPE, gibbs_steps=QUALITY_GIBBS_STEPS)
     return {dest: base[field] for dest, field in RECIPE_OPTIONS.items()}
