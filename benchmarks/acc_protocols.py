@@ -65,8 +65,8 @@ def pooled_ways(predicted: np.ndarray, target: np.ndarray, piece_lengths: list[i
             "per frame": float(per_frame.mean()), "per piece": float(np.mean(per_piece))}
 
 
-def report(label: str, ways: dict[str, float], note: str = "") -> None:
-    print(f"{label:<40}" + "  ".join(f"{way} {value:.4f}" for way, value in ways.items()) + note)
+def report(label: str, ways: dict[str, float]) -> None:
+    print(f"{label:<40}" + "  ".join(f"{way} {value:.4f}" for way, value in ways.items()))
 
 
 def main() -> int:

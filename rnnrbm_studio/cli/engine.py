@@ -142,16 +142,17 @@ def recipe_defaults(recipe: str) -> dict:
     return {dest: base[field] for dest, field in RECIPE_OPTIONS.items()}
 
 
-def given_options(args: argparse.Namespace) -> dict:
-    """The recipe options given on the command line (the others are None until the recipe fills them)."""
-    return {dest: getattr(args, dest) for dest in RECIPE_OPTIONS if getattr(args, dest, None) is not None}
+def with_recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`train`'s options with the recipe's values where none was given on the command line."""
+    given = {dest: getattr(args, dest) for dest in RECIPE_OPTIONS if getattr(args, dest, None) is not None}
+    return argparse.Namespace(**{**vars(args), **recipe_defaults(args.recipe), **given})
 
 
 def train_config_from_args(args: argparse.Namespace):
     """The TrainConfig that `train`'s options describe (the recipe's values where none is given)."""
     from ..train import TrainConfig
 
-    args = argparse.Namespace(**{**vars(args), **recipe_defaults(args.recipe), **given_options(args)})
+    args = with_recipe_defaults(args)
     return TrainConfig(epochs=args.epochs, learning_rate=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                        batch_seqs=args.batch_seqs, seq_len=args.seq_len, rnn_lr_scale=args.rnn_lr_scale,
                        grad_clip=args.grad_clip, key_shift=args.key_shift, key_shift_step=args.key_shift_step,
@@ -196,10 +197,10 @@ def train_command(args: argparse.Namespace) -> int:
                                  data_description=str(args.data))
         print(f"resuming after epoch {trainer.epochs_completed}", file=sys.stderr)
     else:
-        chosen = {**recipe_defaults(args.recipe), **given_options(args)}
+        chosen = with_recipe_defaults(args)
         config = RnnRbmConfig(n_hidden=args.hidden, n_hidden_recurrent=args.recurrent, cd_k=args.cd_k,
-                              learned_u0=args.learned_u0, gibbs_steps=chosen["gibbs_steps"])
-        train_config = train_config_from_args(args)
+                              learned_u0=args.learned_u0, gibbs_steps=chosen.gibbs_steps)
+        train_config = train_config_from_args(chosen)
         torch.manual_seed(args.seed)
         trainer = Trainer(RnnRbm(config), train_rolls, valid_rolls, train_config, out, settings,
                           progress=bar.training, data_description=str(args.data))
