@@ -8,15 +8,17 @@ cd "$(dirname "$0")/.."
 apt_packages=(jackd2 fluidsynth xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
               libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0 libegl1 libgl1
               libopengl0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core)
+
+source scripts/apt_wait.sh
+
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
-if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+if [ ${#missing[@]} -gt 0 ] && command -v "${APT_GET}" >/dev/null; then
   echo "installing system packages: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_get_waiting_for_lock update -qq
+  apt_get_waiting_for_lock install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 python=${PYTHON:-python3}
