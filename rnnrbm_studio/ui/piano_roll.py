@@ -2,7 +2,8 @@
 
 Frames are pushed as they are played (any thread hands them to the window, which pushes them on
 the GUI thread); `refresh()` redraws at most once per display tick, so the cost of drawing does not
-grow with the frame rate.
+grow with the frame rate. The ring is written twice (each frame at row i and at row i + capacity), so
+the last `capacity` frames, oldest first, are always one contiguous slice: drawing copies nothing.
 """
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ class PianoRollView(pg.PlotWidget):
     def __init__(self, capacity: int = 256, parent=None, title: str | None = None):
         super().__init__(parent=parent, background=(24, 26, 33))
         self.capacity = capacity
-        self._ring = np.zeros((capacity, N_KEYS), dtype=np.uint8)  # rows: frames, cols: keys
-        self._display = np.zeros_like(self._ring)
-        self._write = 0  # next row of the ring to write
+        self._ring = np.zeros((2 * capacity, N_KEYS), dtype=np.uint8)  # rows: frames (twice), cols: keys
+        self._write = 0  # next row of the ring to write (and row + capacity)
         self._count = 0  # frames pushed in all
         self._dirty = True
         self._seconds_per_frame = 0.25
-        self.image = pg.ImageItem(axisOrder="row-major")  # image[y=key?]: we pass (frames, keys).T
+        self.image = pg.ImageItem(axisOrder="row-major")  # row-major: rows are keys (y), columns frames (x)
         self.image.setLookupTable(_LOOKUP_TABLE)
         self.addItem(self.image)
         plot = self.getPlotItem()
@@ -57,10 +57,11 @@ class PianoRollView(pg.PlotWidget):
         if onsets is None:
             previous = self._ring[(self._write - 1) % self.capacity] > 0 if self._count else np.zeros_like(keys)
             onsets = keys & ~previous
-        row = self._ring[self._write]
-        row[:] = EMPTY
+        row = np.full(N_KEYS, EMPTY, dtype=np.uint8)
         row[keys] = HELD
         row[np.asarray(onsets, dtype=bool) & keys] = ONSET
+        self._ring[self._write] = row
+        self._ring[self._write + self.capacity] = row
         self._write = (self._write + 1) % self.capacity
         self._count += 1
         self._dirty = True
@@ -85,8 +86,11 @@ class PianoRollView(pg.PlotWidget):
     def latest_frames(self, n: int) -> np.ndarray:
         """The last n frames pushed, oldest first, as values EMPTY/HELD/ONSET (n, 88)."""
         n = min(n, self._count, self.capacity)
-        rows = [(self._write - n + i) % self.capacity for i in range(n)]
-        return self._ring[rows].copy()
+        return self._window()[self.capacity - n:].copy()
+
+    def _window(self) -> np.ndarray:
+        """The last `capacity` frames, oldest first: a view into the doubled ring, no copy."""
+        return self._ring[self._write:self._write + self.capacity]
 
     # ---------------------------------------------------------------------------- drawing
     def refresh(self) -> None:
@@ -94,11 +98,7 @@ class PianoRollView(pg.PlotWidget):
         if not self._dirty:
             return
         self._dirty = False
-        # Oldest frame first: the ring from the write position on, then up to it.
-        tail = self.capacity - self._write
-        self._display[:tail] = self._ring[self._write:]
-        self._display[tail:] = self._ring[:self._write]
-        self.image.setImage(self._display.T, autoLevels=False, levels=(0, 2))
+        self.image.setImage(self._window().T, autoLevels=False, levels=(0, 2))
         self._apply_geometry()
 
     def _apply_geometry(self) -> None:
