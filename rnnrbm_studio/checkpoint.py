@@ -7,19 +7,22 @@ old or the new checkpoint, never a torn one.
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
 
+from .checkpoint_checks import Invalid, check_fields, check_weights, validate_payload, weight_shapes
+from .errors import StudioError
+from .limits import MODEL_FIELDS
 from .model import RnnRbm, RnnRbmConfig
 from .pianoroll import RollSettings
-
-from .errors import StudioError
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +34,32 @@ class CheckpointError(StudioError):
     """A checkpoint that cannot be read or used; str() is a one-line reason."""
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (a full disk, a folder gone); the previous one is intact."""
+
+
+def temporary_prefix(path: Path) -> str:
+    """How the temporary file of a write to `path` begins: `.NAME.PID-` (then random letters, `.tmp`).
+
+    The writer's pid in the name lets a later run tell an orphan (its writer was killed) from a write
+    in progress (run_lock.remove_orphan_temporaries)."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through a temporary file in the same folder, flushed and renamed over `path`:
+    readers see the old file or the new one, never a torn one, and a failed write leaves no trace."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION,
-               "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               **payload}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a model file is an ordinary file
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -51,7 +67,51 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION,
+               "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               **{k: v for k, v in payload.items() if k != "training_state_problem"}}
+    write_atomically(path, lambda stream: torch.save(payload, stream))
     log.debug("checkpoint written: %s", path)
+
+
+def check_writable(path: str | os.PathLike, temporary_name: str | None = None) -> None:
+    """Raise StudioError now if `path` cannot be written atomically later (after hours of training):
+    a folder, a missing or read-only folder, or a name too long for its temporary file. The check
+    creates and removes a temporary file named as the writer's will be (write_atomically's, or
+    `temporary_name`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise StudioError(f"cannot write {path}: it is a folder; give a file name, e.g. {path / 'model.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if temporary_name is None:
+            handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX,
+                                                 dir=path.parent)
+        else:
+            temporary = str(path.parent / temporary_name)
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            name = temporary_name or temporary_prefix(path) + "x" * 8 + TEMPORARY_SUFFIX
+            longest = len(os.fsencode(name))
+            raise StudioError(f"cannot write {path}: the name is too long (the temporary file written beside it "
+                              f"would have a {longest}-byte name; shorten the name by "
+                              f"{max(1, longest - _name_max(path.parent))} bytes or more)") from None
+        raise StudioError(f"cannot write {path}: {error.strerror or error}") from None
+    os.close(handle)
+    os.unlink(temporary)
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -68,28 +128,54 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A model file's payload, every field the app reads checked (checkpoint_checks.py); raises
+    CheckpointError with a one-line reason otherwise."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no such model file: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises loading with weights_only=False, which would run the file's code
+        raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model (it holds Python objects "
+                              f"other than weights and settings, which are never loaded)") from None
+    except (PermissionError, FileNotFoundError) as error:  # (torch reports a torn file as an OSError too)
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
     except Exception as error:
-        raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model "
-                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-                              ) from None
+        first = str(error).splitlines()[0] if str(error) else ""
+        detail = f"{type(error).__name__}: {first}" if first and "weights_only" not in first else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model ({detail[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an RNN-RBM Studio model file")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer RNN-RBM Studio (format {payload['version']})")
-    return payload
+    version = payload.get("version", VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path} is a damaged model file: its format version is {version!r}"[:300])
+    if version > VERSION:
+        raise CheckpointError(f"{path} was written by a newer RNN-RBM Studio (format {version})")
+    try:
+        return validate_payload(payload)
+    except Invalid as problem:
+        raise CheckpointError(f"{path} is a damaged or incompatible model file: {problem}") from None
 
 
 def model_from_payload(payload: dict[str, Any], which: str = "best") -> RnnRbm:
-    """The model in a checkpoint: its best-on-validation weights if recorded (which='best'), else the last."""
+    """The model in a checkpoint: its best-on-validation weights if recorded (which='best'), else the last.
+
+    Checks the model's part again, so a payload built or edited in memory gets the same one-line
+    CheckpointError as a file."""
     try:
-        model = RnnRbm(RnnRbmConfig.from_dict(payload["model_config"]))
+        config = check_fields(payload.get("model_config"), MODEL_FIELDS, set(), "model_config")
+        if "n_hidden" not in config or "n_hidden_recurrent" not in config:
+            raise Invalid("model_config lacks the sizes of the model")
         state = payload.get("best_model_state") if which == "best" else None
-        model.load_state_dict(state if state is not None else payload["model_state"])
+        name = "best_model_state" if state is not None else "model_state"
+        state = check_weights(payload.get(name), weight_shapes(config), name)
+        model = RnnRbm(RnnRbmConfig.from_dict(config))
+        model.load_state_dict(state)
+    except Invalid as problem:
+        raise CheckpointError(f"the model file is damaged or incompatible: {problem}") from None
     except (KeyError, RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(f"the model file is damaged or incompatible ({type(error).__name__})") from None
     model.eval()
@@ -124,10 +210,15 @@ def rng_state_to_lists(state):
     return state
 
 
+_RNG_DTYPES = ("uint64", "uint32", "int64", "int32", "uint8")
+
+
 def rng_state_from_lists(state):
     """The inverse of rng_state_to_lists."""
     if isinstance(state, dict):
         if "__ndarray__" in state:
+            if state.get("dtype") not in _RNG_DTYPES:  # a file could name a dtype of gigabytes per item
+                raise ValueError(f"unexpected dtype {state.get('dtype')!r} in a random state")
             return np.array(state["__ndarray__"], dtype=state["dtype"])
         return {k: rng_state_from_lists(v) for k, v in state.items()}
     if isinstance(state, list):

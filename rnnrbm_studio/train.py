@@ -1,127 +1,48 @@
 """The trainer: a plain object that trains an RnnRbm on piano-rolls.
 
 It reports progress through a callback, honours a stop flag within one update, writes a checkpoint
-atomically after every epoch (and on stop), resumes from one, and stops with a message, keeping the
-last good checkpoint, if the loss or the weights stop being finite.
+atomically after every epoch (and on stop), resumes from one exactly where it stopped
+(training_state.py), and stops with a message, keeping the last good checkpoint, if the loss or the
+weights stop being finite or a checkpoint cannot be written. It holds its checkpoint's lock
+(run_lock.py) while it runs, so two runs never write one file.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from .checkpoint import (CheckpointError, load_checkpoint, model_from_payload, rng_state_as_tuples,
-                         rng_state_from_lists, rng_state_to_lists, save_checkpoint)
-from .model import BernoulliSampler, RnnRbm
-from .pianoroll import RollSettings, transpose_roll
+from .checkpoint import CheckpointWriteError, rng_state_to_lists, save_checkpoint
 from .evaluate import conditional_frames, leading_frames, log_likelihood
+from .model import BernoulliSampler, RnnRbm, RnnRbmConfig
+from .pianoroll import RollSettings, transpose_roll
 from .recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
+from .run_lock import output_lock
+# the settings and reports live in train_config.py; importers have always found them here
+from .train_config import (QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress,  # noqa: F401
+                           TrainResult, quality_recipe)
+from .training_state import resume_trainer, trainer_payload
 
 log = logging.getLogger(__name__)
 
 RNN_PARAMETERS = ("Wuh", "Wuv", "Wvu", "Wuu", "bu", "u0")
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 200
-    learning_rate: float = 0.001
-    optimizer: str = "sgd"  # "sgd" (the tutorial's) or "adam"
-    momentum: float = 0.0  # for sgd
-    batch_seqs: int = 1  # subsequences per update; 1 is the tutorial's schedule
-    seq_len: int = 100  # frames per subsequence
-    rnn_lr_scale: float = 1.0  # learning rate of the RNN's parameters relative to the RBM's
-    grad_clip: float | None = None  # clip the gradient's global norm
-    key_shift: int = 0  # augmentation: transpose each piece by up to +-key_shift steps, drawn anew each epoch
-    key_shift_step: int = 1  # shifts are multiples of this: 12 moves pieces by octaves and keeps their keys
-    key_shift_fraction: float = 1.0  # ...during this fraction of the epochs (the rest: the pieces' own keys)
-    patience: int | None = None  # stop after this many epochs without a better valid monitor
-    seed: int = 0
-    threads: int | None = None  # torch threads; None leaves torch's default
-    prefetch_random: bool = False  # draw random numbers ahead on a background thread (a free core helps)
-    # recipe options (docs/quality.md); the defaults leave the tutorial's training unchanged
-    lr_schedule: str = "constant"  # "cosine": decays to lr_min_ratio x the learning rates at the last epoch
-    lr_min_ratio: float = 0.05
-    rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling); a cap:
-    # with valid data it keeps the best epoch by the exact valid log-likelihood and stops 10 epochs after it
-    rbm_pretrain_epochs: int = 0  # first train W, bv, bh as an RBM on the frames, shuffled (CD-k)
-    pretrain_lr: float = 0.003  # Adam's learning rate in both pretraining phases
-    # "ll": keep the best weights (and stop early) by the log-likelihood per step (a small AIS with a
-    # fixed seed) of the first select_frames valid frames, not by the tutorial's monitor
-    select_by: str = "monitor"
-    select_frames: int = 2000
-    # at least this many updates: `epochs` is raised to reach it on a small corpus, so that one command
-    # line gives a small corpus (JSB: 16 updates per epoch) as much training as a big one (Nottingham: 125)
-    min_updates: int = 0
-    cd_start: str = "data"  # where CD's negative chains start: "data" (the tutorial), "previous", "silence"
-    weight_decay: float = 0.0  # decoupled decay of W each update: W -= lr * weight_decay * W
-    rnn_weight_decay: float = 0.0  # the same for the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu), at the RNN's lr
-    # keep an exponential moving average of the weights (this decay per update; 0: off); the average is
-    # what is validated, selected and kept as the model, the raw weights go on training
-    average: float = 0.0
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (values or {}).items() if k in known})
-
-
-# The quality recipe (docs/quality.md): how the bundled model was trained. The app's Train uses it
-# unless switched off; the command line spells it out (benchmarks/quality.py, resources/default_model.md).
-QUALITY_RECIPE: dict[str, Any] = dict(
-    optimizer="adam", learning_rate=0.002, lr_schedule="cosine", batch_seqs=4, cd_start="persistent",
-    weight_decay=0.01, rnn_weight_decay=0.1, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll",
-    epochs=60, min_updates=28000)
-
-
-# Gibbs steps per generated frame stored in a model the recipe trains: its sharp RBMs need about
-# 1,000 to mix from silence (25, the tutorial's, leaves half the steps silent: resources/default_model.md)
-QUALITY_GIBBS_STEPS = 1000
-
-
-def quality_recipe(**overrides: Any) -> TrainConfig:
-    """The quality recipe's TrainConfig, with some fields changed."""
-    return TrainConfig(**{**QUALITY_RECIPE, **overrides})
-
-
-@dataclass
-class TrainProgress:
-    event: str  # "step", "epoch", "finished", "stopped", "diverged"
-    epoch: int  # 1-based epoch in progress (or just finished)
-    epochs: int
-    step: int  # updates done in this epoch
-    steps_in_epoch: int
-    frames_per_second: float
-    loss: float  # mean CD cost over the epoch so far
-    monitor: float  # mean training monitor over the epoch so far (the tutorial's number)
-    valid_monitor: float | None = None
-    best_valid_monitor: float | None = None
-    elapsed_seconds: float = 0.0
-    eta_seconds: float | None = None
-    message: str = ""
-
-    @property
-    def fraction(self) -> float:
-        done = (self.epoch - 1) + (self.step / self.steps_in_epoch if self.steps_in_epoch else 0)
-        return min(1.0, done / self.epochs) if self.epochs else 1.0
-
-
-@dataclass
-class TrainResult:
-    status: str  # "finished", "stopped", "diverged", "early-stopped"
-    epochs_completed: int
-    message: str
-    best_valid_monitor: float | None = None
-    history: list[dict] = field(default_factory=list)
+def build_model(config: RnnRbmConfig, seed: int) -> RnnRbm:
+    """A new model whose initial weights follow from `seed`: the same seed and data train the same model,
+    from the command line or the window."""
+    torch.manual_seed(seed)
+    return RnnRbm(config)
 
 
 class Trainer:
@@ -151,6 +72,8 @@ class Trainer:
         self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
+        self.epoch_in_progress: dict | None = None  # where a stop inside an epoch left it (training_state.py)
+        self.resume_epoch: dict | None = None  # the same, read from a checkpoint: the epoch to finish first
         if self.config.min_updates:
             needed = math.ceil(self.config.min_updates / self.updates_per_epoch())
             if needed > self.config.epochs:
@@ -184,45 +107,7 @@ class Trainer:
     def resume(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=(), epochs: int | None = None,
                progress=None, **kwargs) -> "Trainer":
         """A trainer that continues the run saved in checkpoint_path (and keeps writing to it)."""
-        payload = load_checkpoint(checkpoint_path)
-        if "optimizer_state" not in payload:
-            # a StudioError: the CLI and the app show it as one line (a ValueError was a traceback)
-            raise CheckpointError(f"{checkpoint_path} holds a model but no training state to resume")
-        model = model_from_payload(payload, which="last")
-        model.train()
-        config = TrainConfig.from_dict(payload.get("train_config"))
-        if epochs is not None:
-            config.epochs = epochs
-        trainer = cls(model, train_rolls, valid_rolls, config, checkpoint_path,
-                      RollSettings.from_dict(payload.get("roll_settings")), progress, **kwargs)
-        trainer.optimizer.load_state_dict(payload["optimizer_state"])
-        state = payload.get("progress", {})
-        trainer.epochs_completed = int(state.get("epochs_completed", 0))
-        trainer.best_valid_monitor = state.get("best_valid_monitor")
-        trainer.best_valid_ll = state.get("best_valid_ll")
-        trainer.epochs_since_best = int(state.get("epochs_since_best", 0))
-        trainer.elapsed_before = float(state.get("elapsed_seconds", 0.0))
-        trainer.history = list(payload.get("history", []))
-        trainer.pretraining = dict(payload.get("pretraining") or {})
-        trainer.best_state = payload.get("best_model_state")
-        trainer.averaged_state = payload.get("averaged_state")
-        rng = payload.get("rng", {})
-        if "sampler" in rng:
-            trainer.sampler.set_state(rng_state_from_lists(rng["sampler"]))
-        if "monitor" in rng:
-            trainer.monitor_sampler.set_state(rng_state_from_lists(rng["monitor"]))
-        if "shuffle" in rng:
-            trainer.shuffle_rng.setstate(rng_state_as_tuples(rng["shuffle"]))
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        packed = payload.get("chain_states")
-        if packed is not None and trainer._chain_states:
-            states = np.unpackbits(packed.numpy(), axis=-1, count=model.config.n_visible).astype(np.float32)
-            if len(states) != sum(len(s) for s in trainer._chain_states):
-                raise CheckpointError(f"{checkpoint_path} was trained on other data: its persistent chains do not fit")
-            ends = np.cumsum([len(s) for s in trainer._chain_states])[:-1]
-            trainer._chain_states = [part.copy() for part in np.split(states, ends)]
-        return trainer
+        return resume_trainer(cls, checkpoint_path, train_rolls, valid_rolls, epochs, progress, **kwargs)
 
     def request_stop(self) -> None:
         """Ask the run to stop; it does within one update and writes a checkpoint."""
@@ -315,6 +200,12 @@ class Trainer:
                                   base_chains=8, base_steps=30).mean
 
     def run(self) -> TrainResult:
+        """Train to the end, a stop, a divergence (a TrainResult each), or a checkpoint that cannot be
+        written (CheckpointWriteError); another process writing the checkpoint raises run_lock.OutputBusy."""
+        with output_lock(self.checkpoint_path) if self.checkpoint_path else contextlib.nullcontext():
+            return self._run_with_prefetch()
+
+    def _run_with_prefetch(self) -> TrainResult:
         if self.config.prefetch_random:
             # Uniforms drawn ahead on another core while this thread multiplies matrices; the
             # numbers, hence the run, are exactly those of a plain generator.
@@ -332,9 +223,20 @@ class Trainer:
         started = time.monotonic()
         epochs_at_start = self.epochs_completed
         status, message = "finished", ""
-        if self.epochs_completed == 0 and not self.pretraining and (config.rnn_pretrain_epochs
-                                                                     or config.rbm_pretrain_epochs):
+        if (self.epochs_completed == 0 and not self.pretraining and self.resume_epoch is None
+                and (config.rnn_pretrain_epochs or config.rbm_pretrain_epochs)):
+            # a stop inside pretraining saves the run's start, so that a resumed run pretrains again
+            # from it and ends bitwise where an uninterrupted run would (pretraining is minutes long)
+            start = copy.deepcopy(trainer_payload(self)) if self.checkpoint_path else None
             self._pretrain()
+            if self._stop.is_set():
+                if start is not None:
+                    self.model.load_state_dict(start["model_state"])
+                    self._write(start)
+                message = "stopped during pretraining; --resume pretrains again from the start"
+                self._report("stopped", 1, 0, 0, 0.0, math.nan, math.nan, started, epochs_at_start, message=message)
+                self.model.eval()
+                return TrainResult("stopped", 0, message, None, list(self.history))
         while self.epochs_completed < config.epochs:
             epoch = self.epochs_completed + 1
             outcome = self._run_epoch(epoch, started, epochs_at_start)
@@ -379,14 +281,24 @@ class Trainer:
                                           self.config.lr_min_ratio)
             for group, base in zip(self.optimizer.param_groups, self._base_learning_rates()):
                 group["lr"] = base * factor
+        shuffle_at_start = self.shuffle_rng.getstate()
         batches = self._epoch_batches()
         epoch_started = time.monotonic()
         last_report = 0.0
-        frames = 0
-        loss_sum = monitor_sum = 0.0
+        partial, self.resume_epoch = self.resume_epoch or {}, None  # a resumed run finishes its epoch first
+        done, frames = partial.get("step", 0), partial.get("frames", 0)
+        loss_sum, monitor_sum = partial.get("loss_sum", 0.0), partial.get("monitor_sum", 0.0)
+        seconds_before = partial.get("seconds", 0.0)
         for step, (batch, mask) in enumerate(batches, start=1):
+            if step <= done:
+                continue
             if self._stop.is_set():
-                return "stopped", f"stopped during epoch {epoch}; the checkpoint holds the weights so far"
+                self.epoch_in_progress = {
+                    "epoch": epoch, "step": step - 1, "shuffle": rng_state_to_lists(shuffle_at_start),
+                    "frames": frames, "loss_sum": loss_sum, "monitor_sum": monitor_sum,
+                    "seconds": seconds_before + time.monotonic() - epoch_started}
+                return "stopped", (f"stopped during epoch {epoch} after update {step - 1}; the checkpoint holds "
+                                   f"the run so far and --resume continues it from the next update")
             n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
             persistent = self.config.cd_start == "persistent"
             chain_start = self._persistent_starts(step - 1, batch.shape) if persistent else self.config.cd_start
@@ -423,8 +335,9 @@ class Trainer:
                 last_report = now
                 self._report("step", epoch, step, len(batches), frames / max(now - epoch_started, 1e-9),
                              loss_sum / frames, monitor_sum / frames, started, epochs_at_start)
-        seconds = time.monotonic() - epoch_started
+        seconds = seconds_before + time.monotonic() - epoch_started
         self.epochs_completed = epoch
+        self.epoch_in_progress = None
         by_ll = self.config.select_by == "ll"
         with self._averaged_weights():
             valid = self.validation_monitor()
@@ -505,29 +418,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------- checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:
-        return {
-            "model_config": self.model.config.to_dict(),
-            "model_state": self.model.state_dict(),
-            "best_model_state": self.best_state,
-            "averaged_state": self.averaged_state,
-            "optimizer_state": self.optimizer.state_dict(),
-            "train_config": asdict(self.config),
-            "roll_settings": self.roll_settings.to_dict(),
-            "data": self.data_description,
-            "progress": {"epochs_completed": self.epochs_completed, "best_valid_monitor": self.best_valid_monitor,
-                         "best_valid_ll": self.best_valid_ll,
-                         "epochs_since_best": self.epochs_since_best,
-                         "elapsed_seconds": sum(h["seconds"] for h in self.history)
-                         + sum(p.get("seconds", 0.0) for p in self.pretraining.values())},
-            "pretraining": self.pretraining,
-            "history": self.history,
-            "rng": {"sampler": rng_state_to_lists(self.sampler.get_state()),
-                    "monitor": rng_state_to_lists(self.monitor_sampler.get_state()),
-                    "shuffle": rng_state_to_lists(self.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
-            # persistent chains, one bit per key and frame (a resumed run continues them exactly)
-            "chain_states": (torch.from_numpy(np.packbits(np.concatenate(self._chain_states) > 0, axis=-1))
-                             if self._chain_states else None),
-        }
+        return trainer_payload(self)
 
     def _save(self) -> None:
         if self.checkpoint_path is None:
@@ -535,7 +426,18 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             log.warning("not saving non-finite weights; the last good checkpoint is kept")
             return
-        save_checkpoint(self.checkpoint_path, self.checkpoint_payload())
+        self._write(self.checkpoint_payload())
+
+    def _write(self, payload: dict[str, Any]) -> None:
+        """Write the checkpoint; a failed write (a full disk) ends the run: hours more training that
+        cannot be kept would be lost, and the previous checkpoint is still whole."""
+        try:
+            save_checkpoint(self.checkpoint_path, payload)
+        except OSError as error:
+            kept = (f"{self.checkpoint_path} still holds the previous checkpoint" if self.checkpoint_path.exists()
+                    else "nothing was saved")
+            raise CheckpointWriteError(f"cannot write the checkpoint {self.checkpoint_path}: "
+                                       f"{error.strerror or error}; training stopped and {kept}") from None
 
 
 def _pad(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

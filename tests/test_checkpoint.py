@@ -21,6 +21,7 @@ from rnnrbm_studio.checkpoint import (
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
 from rnnrbm_studio.pianoroll import RollSettings
+from rnnrbm_studio.run_lock import output_lock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -204,7 +205,8 @@ class WriterServer:
 
 
 def check_complete_version(path: Path, allowed: set[int]) -> int:
-    payload = load_checkpoint(path)
+    # the writer's payloads are not models, which load_checkpoint would refuse: the bytes are checked here
+    payload = torch.load(path, map_location="cpu", weights_only=True)
     version = payload["written_version"]
     assert version in allowed, (version, sorted(allowed))
     blob = payload["blob"]
@@ -259,5 +261,10 @@ def test_checkpoint_survives_sigkill_at_random_moments_and_at_every_step(tmp_pat
         server.close()
     # Killed writers leave their temporary files (hidden, *.tmp); they are never the checkpoint.
     strays = [p for p in tmp_path.iterdir() if p.name not in ("run.pt", "writer_server.py")]
-    assert all(p.name.startswith(".run.pt.") and p.name.endswith(".tmp") for p in strays), strays
+    assert strays and all(p.name.startswith(".run.pt.") and p.name.endswith(".tmp") for p in strays), strays
+    check_complete_version(path, {current})
+    # the next writer to lock the file removes them: their writers (pids in their names) are dead
+    with output_lock(path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".run.pt.lock", "run.pt", "writer_server.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt", "writer_server.py"]
     check_complete_version(path, {current})

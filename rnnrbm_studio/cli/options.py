@@ -83,6 +83,16 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> _FloatIn:
     return _FloatIn(float(low), float(high), low_open=low_open)
 
 
+def from_limits(table: dict, name: str) -> _Range:
+    """The argparse type of a field of a limits.py table (the same range a model file is held to)."""
+    from ..limits import bounds, is_open_low
+
+    low, high = bounds(table, name)
+    if isinstance(low, int) and isinstance(high, int):
+        return int_in(low, high)
+    return float_in(low, high, low_open=is_open_low(table, name))
+
+
 def _plain(number) -> str:
     if isinstance(number, float) and number.is_integer():
         return str(int(number))

@@ -8,10 +8,15 @@ import time
 from pathlib import Path
 
 from ..errors import StudioError
+from ..limits import MODEL_FIELDS, SEED_MAX, THREADS_MAX
+from .options import from_limits, int_in
 
 SPLITS = ("train", "valid", "test")
 # Converged runs left at most ~1% of frames below the sure bound (docs/quality.md); more means AIS is off.
 UNCONVERGED_FRACTION = 0.02
+MAX_CHAINS = 10_000  # (chains and predictions per frame are held in memory for all frames at once)
+MAX_BETAS = 1_000_000
+MAX_PIECES = 1_000_000
 
 
 def register(subparsers) -> None:
@@ -26,20 +31,24 @@ def register(subparsers) -> None:
     ev.add_argument("data", metavar="DATA", help="a benchmark .pickle, a MIDI folder or a MIDI file")
     ev.add_argument("--split", choices=SPLITS, default="test", help="which split to measure (default test)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
-    ev.add_argument("--chains", type=int, default=DEFAULT_CHAINS,
-                    help=f"AIS chains per frame (default {DEFAULT_CHAINS}; 0 skips the log-likelihood)")
-    ev.add_argument("--betas", type=int, default=DEFAULT_BETAS,
-                    help=f"AIS intermediate temperatures (default {DEFAULT_BETAS})")
+    ev.add_argument("--chains", type=int_in(0, MAX_CHAINS), default=DEFAULT_CHAINS,
+                    help=f"AIS chains per frame (0..{MAX_CHAINS}; default {DEFAULT_CHAINS}; 0 skips the "
+                         f"log-likelihood)")
+    ev.add_argument("--betas", type=int_in(1, MAX_BETAS), default=DEFAULT_BETAS,
+                    help=f"AIS intermediate temperatures (1..{MAX_BETAS}; default {DEFAULT_BETAS})")
     ev.add_argument("--base", choices=("marginals", "biases"), default="marginals",
                     help="AIS base RBM: each frame's estimated marginals (default) or its visible biases")
-    ev.add_argument("--acc-samples", type=int, default=DEFAULT_ACC_SAMPLES,
-                    help=f"predictions per frame for the accuracy (default {DEFAULT_ACC_SAMPLES}; 0 skips it)")
-    ev.add_argument("--gibbs-steps", type=int, default=DEFAULT_ACC_GIBBS_STEPS,
+    ev.add_argument("--acc-samples", type=int_in(0, MAX_CHAINS), default=DEFAULT_ACC_SAMPLES,
+                    help=f"predictions per frame for the accuracy (0..{MAX_CHAINS}; default {DEFAULT_ACC_SAMPLES}; "
+                         f"0 skips it)")
+    gibbs = from_limits(MODEL_FIELDS, "gibbs_steps")
+    ev.add_argument("--gibbs-steps", type=gibbs, default=DEFAULT_ACC_GIBBS_STEPS,
                     help=f"Gibbs steps per predicted frame for the ACC, from the previous frame "
-                         f"(default {DEFAULT_ACC_GIBBS_STEPS})")
-    ev.add_argument("--pieces", type=int, default=None, help="measure only the first N pieces of the split")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--threads", type=int, default=None, help="torch threads")
+                         f"({gibbs.span}; default {DEFAULT_ACC_GIBBS_STEPS})")
+    ev.add_argument("--pieces", type=int_in(1, MAX_PIECES), default=None,
+                    help=f"measure only the first N pieces of the split (1..{MAX_PIECES})")
+    ev.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help=f"(0..{SEED_MAX}; default 0)")
+    ev.add_argument("--threads", type=int_in(1, THREADS_MAX), default=None, help=f"torch threads (1..{THREADS_MAX})")
     ev.add_argument("--record", action="store_true",
                     help="also store the result in the model file (shown by `rnnrbm-studio info`)")
     ev.set_defaults(handler=eval_command)
@@ -52,12 +61,6 @@ def eval_command(args: argparse.Namespace) -> int:
     from ..corpus import load_corpus
     from ..evaluate import evaluate_model
 
-    if args.chains < 0 or args.betas < 1 or args.acc_samples < 0:
-        raise StudioError("--chains and --acc-samples must be >= 0 and --betas >= 1")
-    if args.gibbs_steps < 1:
-        raise StudioError("--gibbs-steps must be positive")
-    if args.pieces is not None and args.pieces < 1:
-        raise StudioError("--pieces must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, payload = load_model(args.model)
@@ -83,15 +86,18 @@ def eval_command(args: argparse.Namespace) -> int:
     values = result.to_dict()
     values.update(model=str(args.model), data=str(args.data))
     if args.record:
-        current = load_checkpoint(args.model)
-        if current.get("saved_at") != payload.get("saved_at"):  # replaced while it was being measured
-            raise StudioError(f"{args.model} changed while it was being measured; the result was not recorded")
-        payload = current
-        payload["evaluation"] = summary(values)
-        try:
-            save_checkpoint(args.model, payload)
-        except OSError as error:
-            raise StudioError(f"cannot write {args.model}: {error.strerror or error}") from None
+        from ..run_lock import output_lock
+
+        with output_lock(args.model):  # a training run writing the file would overwrite the record
+            current = load_checkpoint(args.model)
+            if current.get("saved_at") != payload.get("saved_at"):  # replaced while it was being measured
+                raise StudioError(f"{args.model} changed while it was being measured; the result was not recorded")
+            payload = current
+            payload["evaluation"] = summary(values)
+            try:
+                save_checkpoint(args.model, payload)
+            except OSError as error:
+                raise StudioError(f"cannot write {args.model}: {error.strerror or error}") from None
     if args.json:
         print(json.dumps(values, indent=2))
     else:
