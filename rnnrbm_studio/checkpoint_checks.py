@@ -8,9 +8,9 @@ the window) can trust the payload they get. The rules, by the part of the file:
   limits.py, tensors whose shapes do not follow the config, or NaN/infinite weights refuse the file
   (Invalid), since nothing sensible can be played from it;
 * the training state (train_config, progress, optimizer_state, averaged_state, rng, chain_states,
-  pretraining, epoch_in_progress): if any of it is malformed, all of it is dropped with a logged
-  warning and `training_state_problem` says why: the model still plays, and --resume refuses with
-  that reason instead of continuing some other run;
+  pretraining, epoch_in_progress): if any of it is malformed, all of it is dropped (logged) and
+  `training_state_problem` says why: the model still plays, info shows the reason, and --resume
+  refuses with it instead of continuing some other run;
 * descriptions (history, evaluation, candidates, recipe, history_note, data, saved_at): a malformed
   one is dropped with a logged warning.
 """
@@ -55,7 +55,8 @@ def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         _check_training_state(out, config, shapes)
     except Invalid as problem:
-        log.warning("ignoring the training state of a model file: %s", problem)
+        # (info, not a warning: the one reader it matters to, --resume, says it as its error)
+        log.info("ignoring the training state of a model file: %s", problem)
         for key in TRAINING_KEYS:
             out.pop(key, None)
         out["training_state_problem"] = str(problem)
