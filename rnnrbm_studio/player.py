@@ -87,7 +87,7 @@ class LivePlayer:
                  channel: int = 0, program: int = 0, restrike: bool = False, latency_offset: float = 0.0,
                  gibbs_steps: int | None = None, temperature: float = 1.0, seed: int | None = None,
                  lookahead: int = 4, start_delay: float = 0.05, regenerate_horizon: float = 0.15,
-                 played_buffer_size: int = 1024, probe_interval: float = 0.5,
+                 played_buffer_size: int = 1024, probe_interval: float = 0.25,
                  gil_switch_interval: float | None = 0.001, realtime_priority: bool = True,
                  clock: Clock | None = None, on_error: Callable[[str], Any] | None = None,
                  on_stopped: Callable[[str], Any] | None = None):
@@ -747,7 +747,8 @@ class LivePlayer:
             self._state = STOPPED
             reason, error = self._stop_reason, self._error
         if reason == STOP_ERROR and error:
-            log.warning("playback stopped: %s", error)
+            # whoever listens says it to the user (the CLI's one line); a second copy would only clutter
+            (log.info if self.on_error is not None else log.warning)("playback stopped: %s", error)
             self._call(self.on_error, error)
         self._call(self.on_stopped, reason)
 

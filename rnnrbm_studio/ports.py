@@ -16,6 +16,9 @@ Facts measured on Linux that shape this module:
 - when the synth at the other end quits, sending keeps "working": the messages are dropped without
   a word. A port opened here therefore keeps a second rtmidi client as a probe whose get_ports()
   (about 0.05 ms) tells whether the destination still exists; see OutputPort.problem();
+- when the JACK server itself quits, that probe is blind too (it lists the ports from the dead
+  server's shared memory): a JACK port also holds a jack_watch.JackServerWatch, which libjack tells
+  at once;
 - creating a JACK client holds the GIL for tens of milliseconds: list ports when the user asks,
   not in a loop while playing.
 """
@@ -144,12 +147,13 @@ class OutputPort:
     # them (seen: the last note-off and All Notes Off never reached FluidSynth). A few periods.
     JACK_DRAIN_SECONDS = 0.1
 
-    def __init__(self, port, system: str, virtual: bool = False, probe=None):
+    def __init__(self, port, system: str, virtual: bool = False, probe=None, watch=None):
         self._port = port
         self.name: str = port.name
         self.system = system
         self.virtual = virtual
         self._probe = probe
+        self._watch = watch  # a JackServerWatch on JACK, else None
         self.closed = False
         self._last_send = float("-inf")
 
@@ -159,7 +163,12 @@ class OutputPort:
 
     def problem(self) -> str | None:
         """None while the destination exists; else a one-line reason (the synth quit...)."""
-        if self._probe is None or self.closed:
+        if self.closed:
+            return None
+        gone = self._watch.gone() if self._watch is not None else None
+        if gone:
+            return gone
+        if self._probe is None:
             return None
         try:
             present = self.name in self._probe.get_ports()
@@ -173,9 +182,15 @@ class OutputPort:
         if self.closed:
             return
         self.closed = True
+        if self._watch is not None and self._watch.gone():
+            # Nothing left to drain to or to tell; the clients of a dead server are left to the
+            # process's end (libjack's client close only talks to the dead socket).
+            log.info("not closing MIDI port %r: its JACK server is gone", self.name)
+            return
         if self.system == "JACK":
             time.sleep(max(0.0, self._last_send + self.JACK_DRAIN_SECONDS - time.monotonic()))
-        for action in (self._port.close, getattr(self._probe, "delete", None)):
+        for action in (self._port.close, getattr(self._probe, "delete", None),
+                       getattr(self._watch, "close", None)):
             if action is None:
                 continue
             try:
@@ -222,7 +237,7 @@ def open_output_port(name: str | None = None, *, virtual: bool = False, separate
     except Exception as error:
         raise PortError(f"cannot open MIDI output {chosen!r} ({' '.join(str(error).split())})") from None
     log.info("opened MIDI output %r (%s)", chosen, system_label(backend))
-    return OutputPort(port, system_label(backend), probe=_make_probe(backend, port))
+    return OutputPort(port, system_label(backend), probe=_make_probe(backend, port), watch=_make_watch(backend, port))
 
 
 def _match(name: str, ports: list[tuple[str, mido.Backend]]) -> tuple[str, mido.Backend]:
@@ -234,8 +249,15 @@ def _match(name: str, ports: list[tuple[str, mido.Backend]]) -> tuple[str, mido.
         return partial[0]
     available = ", ".join(repr(n) for n, _ in ports)
     if partial:
-        raise PortError(f"MIDI output name {name!r} is ambiguous; it matches {', '.join(repr(n) for n, _ in partial)}")
-    raise PortError(f"no MIDI output named {name!r}; available: {available}")
+        raise PortError(f"MIDI output name {_shown(name)} is ambiguous; it matches "
+                        f"{', '.join(repr(n) for n, _ in partial)}")
+    raise PortError(f"no MIDI output named {_shown(name)}; available: {available}")
+
+
+def _shown(name: str, limit: int = 80) -> str:
+    """A name as an error message quotes it: repr (a newline or an undecodable byte shows as an
+    escape, so the message stays one line) and cut short (a name of 100,000 characters is a typo)."""
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
 
 
 def _open_virtual() -> OutputPort:
@@ -251,7 +273,7 @@ def _open_virtual() -> OutputPort:
             failures.append(describe_system_error(label, error))
             continue
         log.info("opened virtual MIDI output %r (%s)", VIRTUAL_PORT_NAME, label)
-        return OutputPort(port, label, virtual=True)
+        return OutputPort(port, label, virtual=True, watch=_make_watch(backend, port))
     hint = " (on Windows, use a loopback driver such as loopMIDI and choose its port)" if sys.platform.startswith(
         "win") else ""
     raise PortError("cannot create the virtual MIDI port (" + "; ".join(failures) + ")" + hint)
@@ -269,6 +291,15 @@ def _make_probe(backend: mido.Backend, port):
     except Exception as error:
         log.warning("cannot watch MIDI output %r for disappearance: %s", port.name, error)
         return None
+
+
+def _make_watch(backend: mido.Backend, port):
+    """A JackServerWatch for a port on JACK (see jack_watch), else None."""
+    if backend.name != _RTMIDI_BACKEND or (getattr(port, "api", None) or backend.api) != "UNIX_JACK":
+        return None
+    from .jack_watch import JackServerWatch
+
+    return JackServerWatch.open(f"{VIRTUAL_PORT_NAME} watch")
 
 
 @contextlib.contextmanager

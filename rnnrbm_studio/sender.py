@@ -5,13 +5,22 @@ through the GIL by up to 15 ms (p99 9 ms); from its own process, at real-time pr
 allowed, the same sends were at most 0.65 ms late. The player hands each frame over a little
 before its deadline and this process sends it on time. It also releases every note it started if
 the app dies. Started as `python -m rnnrbm_studio.sender`.
+
+Signals: this process stays in the app's process group (a supervisor that kills the group with
+SIGKILL takes it along, and it shows with its parent in job control) but ignores SIGINT, SIGTERM
+and SIGHUP. Ctrl+C, a terminal closing or `kill -TERM -PGID` reach the whole group; the app stops
+cleanly and closes the pipe, or dies, which closes it too. Either way this process outlives it
+just long enough to send the note-offs and All Notes Off, then exits: it never outlives the pipe.
+
+The pipe carries length-prefixed JSON records (MIDI messages as lists of byte values), never
+pickles: both ends are ours, but nothing in the package unpickles.
 """
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
-import pickle
 import signal
 import struct
 import subprocess
@@ -31,21 +40,42 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ the sender process
 SENDER_LEAD_TIME = 0.03  # the player hands frames over this early; GIL stalls up to this are absorbed
-SENDER_PROBE_INTERVAL = 0.5
+SENDER_PROBE_INTERVAL = 0.25  # with the player's own probe, a vanished synth is noticed within 0.5 s
+_MAX_RECORD = 1 << 24  # bytes; a panic (2,064 messages) is about 25 KB
+# Python ignores SIGPIPE itself (a write to a gone parent raises); these would kill the sender mid-note
+_IGNORED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class RecordError(ValueError):
+    """A record on the pipe that is not one of ours (a torn write, a child that died mid-record)."""
 
 
 def _pack(record) -> bytes:
-    data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+    """A record, a tuple of JSON values (MIDI messages as lists of byte values), as 4 length bytes
+    and JSON. ensure_ascii keeps a port name that came from undecodable bytes (lone surrogates) intact."""
+    data = json.dumps(list(record), separators=(",", ":"), ensure_ascii=True).encode("ascii")
     return struct.pack(">I", len(data)) + data
 
 
 def _unpack_from(stream):
-    """The next record from a binary stream, or None at its end."""
+    """The next record (a list whose first item is its kind) from a binary stream, or None at its end.
+    Raises RecordError for anything that is not a whole record."""
     header = stream.read(4)
     if len(header) < 4:
         return None
-    data = stream.read(struct.unpack(">I", header)[0])
-    return pickle.loads(data)
+    size = struct.unpack(">I", header)[0]
+    if size > _MAX_RECORD:
+        raise RecordError(f"a record of {size} bytes")
+    data = stream.read(size)
+    if len(data) < size:
+        raise RecordError("a torn record")
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise RecordError(str(error)) from None
+    if not isinstance(record, list) or not record or not isinstance(record[0], str):
+        raise RecordError("not a record")
+    return record
 
 
 class SenderProcessPort:
@@ -98,7 +128,7 @@ class SenderProcessPort:
         while True:
             try:
                 reply = _unpack_from(stream)
-            except Exception:  # a torn record: the child died mid-write
+            except (RecordError, OSError, ValueError):  # a torn record: the child died mid-write
                 reply = None
             if reply is None:
                 break
@@ -132,10 +162,10 @@ class SenderProcessPort:
                 raise OSError(self.problem() or f"the MIDI sender process is gone ({error})") from None
 
     def send(self, message: mido.Message) -> None:
-        self._write(("at", 0.0, [bytes(message.bytes())], None))
+        self._write(("at", 0.0, [message.bytes()], None))
 
     def send_at(self, deadline: float, messages: Sequence[mido.Message], tag: int | None = None) -> None:
-        self._write(("at", float(deadline), [bytes(m.bytes()) for m in messages], tag))
+        self._write(("at", float(deadline), [m.bytes() for m in messages], tag))
 
     def problem(self) -> str | None:
         with self._state_lock:
@@ -206,8 +236,11 @@ class _RecordingPort:
 
 def _sender_main() -> int:
     """The child side of SenderProcessPort: `python -m rnnrbm_studio.sender`."""
-    # Ctrl+C reaches the whole process group; the parent decides when this process stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl+C, a closed terminal (SIGHUP) and SIGTERM reach the whole process group; the parent
+    # decides when this process stops (the module docstring says why it is not in its own session).
+    for name in _IGNORED_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the replies
     requests = sys.stdin.buffer
@@ -223,10 +256,14 @@ def _sender_main() -> int:
     opening = _unpack_from(requests)
     if not opening or opening[0] != "open":
         return 2
-    spec = opening[1]
+    spec = opening[1] if len(opening) > 1 and isinstance(opening[1], dict) else {}
+    from .jack_watch import route_libjack_messages_to_logging
+
+    route_libjack_messages_to_logging()  # a server going away is told by one line, not libjack's ten
     try:
         port = (_RecordingPort(spec["record_to"]) if spec.get("record_to")
-                else open_output_port(spec["name"], virtual=spec["virtual"], separate_process=False))
+                else open_output_port(spec.get("name"), virtual=bool(spec.get("virtual")),
+                                      separate_process=False))
     except PortError as error:
         reply("failed", str(error))
         return 1
@@ -236,7 +273,10 @@ def _sender_main() -> int:
     realtime = raise_this_thread_to_realtime()
     reply("ready", port.name, port.system, port.virtual, realtime)
     _send_until_closed(port, requests, reply)
-    return 0
+    # The port is closed. Skip the interpreter's finalisers: they would close the MIDI clients once
+    # more, and the clients of a JACK server that died must not be touched again.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _send_until_closed(port, requests, reply) -> None:
@@ -246,8 +286,9 @@ def _send_until_closed(port, requests, reply) -> None:
     def read_requests() -> None:
         while True:
             try:
-                request = _unpack_from(requests)
-            except Exception:
+                request = _checked_request(_unpack_from(requests))
+            except (RecordError, OSError, ValueError) as error:
+                log.warning("the MIDI sender stops: unreadable request from the app (%s)", error)
                 request = None
             with arrived:
                 queued.append(request or ("close",))
@@ -282,24 +323,49 @@ def _send_until_closed(port, requests, reply) -> None:
             break
         _, deadline, payload, tag = request
         sent_at = time.perf_counter()
-        if not broken:
+        # Even after a problem every message is tried: the player's note-offs follow its report,
+        # and a port that only looked gone (a probe that failed once) must still get them.
+        for raw in payload:
             try:
-                for raw in payload:
-                    message = mido.Message.from_bytes(raw)
-                    port.send(message)
-                    _track_sounding(sounding, message)
+                message = mido.Message.from_bytes(raw)
+            except Exception as error:  # mido raises ValueError, TypeError, IndexError... on bad bytes
+                log.warning("skipping a malformed MIDI message from the app: %s", error)
+                continue
+            try:
+                port.send(message)
             except Exception as error:
-                broken = True
-                reply("problem", f"sending to the MIDI output {port.name!r} failed ({error})")
+                if not broken:
+                    broken = True
+                    reply("problem", f"sending to the MIDI output {port.name!r} failed ({error})")
+                continue  # a note-off that failed leaves its note counted: released again at the end
+            _track_sounding(sounding, message)
         if tag is not None:
             reply("sent", tag, deadline, sent_at)
-    if sounding and not broken:  # the parent left notes on: it died, or forgot
-        try:
-            for message in _release_messages(sounding):
-                port.send(message)
-        except Exception as error:
-            log.warning("releasing notes: %s", error)
+    _release(port, sounding)  # the parent left notes on: it died, or forgot
     port.close()
+
+
+def _release(port, sounding: set[tuple[int, int]]) -> None:
+    """Best effort: a note-off for each note still sounding, then All Notes Off on their channels."""
+    failures = 0
+    for message in _release_messages(sounding) if sounding else ():
+        try:
+            port.send(message)
+        except Exception as error:
+            failures += 1
+            if failures == 1:
+                log.warning("releasing notes: %s", error)
+
+
+def _checked_request(request):
+    """A request from the app as the main loop expects it: ["at", deadline, [[byte, ...], ...], tag]
+    or ["close"] (None stays None: the pipe's end). Raises RecordError otherwise."""
+    if request is None or request == ["close"]:
+        return request
+    if (request[0] == "at" and len(request) == 4 and isinstance(request[1], (int, float))
+            and isinstance(request[2], list) and (request[3] is None or isinstance(request[3], int))):
+        return request
+    raise RecordError(f"an unexpected request {str(request)[:80]}")
 
 
 def _track_sounding(sounding: set[tuple[int, int]], message: mido.Message) -> None:

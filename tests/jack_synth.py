@@ -6,12 +6,14 @@ the reason, only when the jackd or fluidsynth programs (or the soundfont) are no
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import wave
@@ -196,9 +198,10 @@ class JackServer:
         self.env = {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1", "MIDO_BACKEND": MIDO_JACK}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.killed = False
 
     def start(self) -> None:
-        with open(self.log_path, "wb") as log_file:
+        with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -212,11 +215,30 @@ class JackServer:
                               env={**os.environ, **self.env}, timeout=10)
         return done.stdout.split("\n")
 
+    def kill(self) -> None:
+        """SIGKILL the server: what a crash looks like to its clients.
+
+        A killed server keeps its slot in /dev/shm/jack-shm-registry (8 slots per machine, and no
+        JACK server starts once they are full); libjack reclaims a dead server's slot only for a new
+        server of the same name, so stop() then starts one under the name and stops it cleanly.
+        """
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait(10)
+        self.killed = True
+
     def stop(self) -> None:
         # Once a synth has been connected, jackd takes about 6 s to honour SIGTERM. It must be let
         # finish: a killed server keeps its slot in /dev/shm/jack-shm-registry, and after 8 such
-        # slots no JACK server starts on the machine until that file is deleted.
+        # slots no JACK server starts on the machine until that file is deleted (see kill()).
         _stop_process(self.process, grace=20.0)
+        if self.killed:
+            self.killed = False
+            try:
+                self.start()  # no client is left on it: it stops at once
+            finally:
+                _stop_process(self.process, grace=20.0)
         # a killed server leaves its socket and semaphores behind in /dev/shm
         for leftover in Path("/dev/shm").glob(f"*{self.name}*"):
             leftover.unlink(missing_ok=True)
@@ -237,6 +259,35 @@ def jack_server(tmp_path_factory):
             yield server
         finally:
             server.stop()
+
+
+_own_servers = itertools.count(1)
+
+
+@pytest.fixture
+def own_jack_server(tmp_path, monkeypatch):
+    """A JACK server for one test, which the test may kill (JackServer.kill): the module's server
+    stays up for the other tests. The environment points mido and JACK clients at it."""
+    require_live_tools()
+    server = JackServer(f"rnnrbm-test-{os.getpid()}-{next(_own_servers)}", tmp_path / "jackd.log")
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_fluidsynth(own_jack_server, tmp_path):
+    """FluidSynth on own_jack_server."""
+    synth = FluidSynth(own_jack_server, tmp_path)
+    try:
+        synth.start()
+        yield synth
+    finally:
+        synth.stop()
 
 
 class FluidSynth:
@@ -329,6 +380,82 @@ def fluidsynth(jack_server, tmp_path):
         yield synth
     finally:
         synth.stop()
+
+
+# ---------------------------------------------------------------------------- the CLI
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_cli(*arguments, **kwargs) -> subprocess.Popen:
+    """`python -m rnnrbm_studio ARGUMENTS` (str or bytes), stdout and stderr piped as text."""
+    # faulthandler: a command that hangs is sent SIGABRT by cli_outcome and prints every thread's stack
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    return subprocess.Popen([sys.executable, "-m", "rnnrbm_studio", *arguments], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kwargs)
+
+
+def cli_outcome(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The command's (stdout, stderr) once it exits; a command still running after `timeout` seconds
+    fails the test with its threads' stacks, so that a rare hang says where it hung."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        masks = signal_masks(process.pid)
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"the command did not exit within {timeout:g} s; its threads' signal masks:\n{masks}\n"
+                    f"its stderr and stacks:\n{err}")
+
+
+def signal_masks(pid: int) -> str:
+    """Each thread's name and pending / blocked / ignored / caught signal masks (Linux /proc)."""
+    lines = []
+    for status in sorted(Path(f"/proc/{pid}/task").glob("*/status")):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        lines.append(" ".join(f"{key}={fields.get(key, '?').strip()}"
+                              for key in ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+    return "\n".join(lines)
+
+
+def live_processes_in_group(pgid: int) -> list[int]:
+    """Pids of the processes of process group `pgid` that still run (a zombie has ended: it only
+    waits for its parent, or for init, to collect its exit status)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat_file.read_text()
+        except OSError:  # ended while we looked
+            continue
+        state, _ppid, pgrp = text[text.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def sender_processes_of(pid: int) -> list[int]:
+    """Pids of the MIDI sender processes that process `pid` started."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat_file.read_text()
+            command = (stat_file.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid and b"rnnrbm_studio.sender" in command:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` exists and has not ended (a zombie has ended)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"
 
 
 def record_audio(server: JackServer, path: Path, seconds: int) -> subprocess.Popen:

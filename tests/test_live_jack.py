@@ -6,26 +6,22 @@ zero after stop. The organ program sustains a held key forever, so a stuck note 
 """
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 
-from jack_synth import (CHURCH_ORGAN, fluidsynth, jack_server, record_audio, scale_model, unbalanced_notes,  # noqa: F401
-                        wait_until, wav_rms)
+from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, process_running,  # noqa: F401
+                        record_audio, scale_model, sender_processes_of, start_cli, unbalanced_notes, wait_until,
+                        wav_rms)
 from rnnrbm_studio import ports
 from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.pianoroll import RollSettings, read_midi
 from rnnrbm_studio.player import LivePlayer
 
 pytestmark = pytest.mark.jack
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Watched:
@@ -159,39 +155,6 @@ def test_virtual_port_delivers_exactly_the_frames_played(jack_server, watched):
 
 
 # ---------------------------------------------------------------------------- the CLI
-def _cli(*arguments: str, **kwargs) -> subprocess.Popen:
-    # faulthandler: a command that hangs is sent SIGABRT by _outcome and prints every thread's stack
-    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    return subprocess.Popen([sys.executable, "-m", "rnnrbm_studio", *arguments], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kwargs)
-
-
-def _outcome(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
-    """The command's (stdout, stderr) once it exits; a command still running after `timeout` seconds
-    fails the test with its threads' stacks, so that a rare hang says where it hung."""
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        masks = _signal_masks(process.pid)
-        process.send_signal(signal.SIGABRT)
-        out, err = process.communicate(timeout=30)
-        pytest.fail(f"the command did not exit within {timeout:g} s; its threads' signal masks:\n{masks}\n"
-                    f"its stderr and stacks:\n{err}")
-
-
-def _signal_masks(pid: int) -> str:
-    """Each thread's name and pending / blocked / ignored / caught signal masks (Linux /proc)."""
-    lines = []
-    for status in sorted(Path(f"/proc/{pid}/task").glob("*/status")):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        except OSError:
-            continue
-        lines.append(" ".join(f"{key}={fields.get(key, '?').strip()}"
-                              for key in ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
-    return "\n".join(lines)
-
-
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "scale.pt"
@@ -200,14 +163,14 @@ def model_file(tmp_path):
 
 
 def test_cli_lists_ports_then_plays_and_records(jack_server, fluidsynth, model_file, tmp_path):
-    listing = _cli("ports")
-    out, err = _outcome(listing, 60)
+    listing = start_cli("ports")
+    out, err = cli_outcome(listing, 60)
     assert listing.returncode == 0, err
     assert out.splitlines() == ["synth:midi_00"]
     recording = tmp_path / "played.mid"
-    play = _cli("play", str(model_file), "--port", "synth", "--seconds", "2", "--bpm", "480",
+    play = start_cli("play", str(model_file), "--port", "synth", "--seconds", "2", "--bpm", "400",
                 "--record", str(recording), "--program", str(CHURCH_ORGAN + 1))
-    out, err = _outcome(play, 60)
+    out, err = cli_outcome(play, 60)
     assert play.returncode == 0, err
     assert "Traceback" not in err
     roll = read_midi(recording, RollSettings(steps_per_beat=2)).roll
@@ -219,14 +182,14 @@ def test_cli_lists_ports_then_plays_and_records(jack_server, fluidsynth, model_f
 
 
 def test_cli_ctrl_c_stops_with_every_note_released(jack_server, fluidsynth, model_file):
-    play = _cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "480",
+    play = start_cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "400",
                 "--program", str(CHURCH_ORGAN + 1))
     try:
         wait_until(lambda: len(fluidsynth.log_events("noteon")) >= 3 or play.poll() is not None, 60,
                    what="the command to play")
         assert fluidsynth.voice_count() > 0
         play.send_signal(signal.SIGINT)
-        out, err = _outcome(play, 30)
+        out, err = cli_outcome(play, 30)
     finally:
         if play.poll() is None:
             play.kill()
@@ -237,14 +200,15 @@ def test_cli_ctrl_c_stops_with_every_note_released(jack_server, fluidsynth, mode
 
 
 def test_killing_the_app_mid_play_leaves_no_note_sounding(jack_server, fluidsynth, model_file):
-    play = _cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "480",
+    play = start_cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "400",
                 "--program", str(CHURCH_ORGAN + 1))
     try:
         wait_until(lambda: len(fluidsynth.log_events("noteon")) >= 3 or play.poll() is not None, 60,
                    what="the command to play")
         assert play.poll() is None and fluidsynth.voice_count() > 0
+        (sender,) = sender_processes_of(play.pid)
         play.kill()  # no chance to clean up: the sender process notices its pipe close and does it
-        _outcome(play, 30)
+        cli_outcome(play, 30)
     finally:
         if play.poll() is None:
             play.kill()
@@ -252,3 +216,4 @@ def test_killing_the_app_mid_play_leaves_no_note_sounding(jack_server, fluidsynt
     wait_until(lambda: fluidsynth.voice_count() == 0, 5, what="silence after the app was killed")
     ons, offs = fluidsynth.log_events("noteon"), fluidsynth.log_events("noteoff")
     assert ons and len(offs) >= len(ons)
+    wait_until(lambda: not process_running(sender), 5, what="the orphaned sender process to exit")

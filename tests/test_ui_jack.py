@@ -7,7 +7,9 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from jack_synth import CHURCH_ORGAN, fluidsynth, jack_server, scale_model, wait_until  # noqa: E402,F401
+from jack_synth import (CHURCH_ORGAN, fluidsynth, jack_server, own_fluidsynth, own_jack_server,  # noqa: E402,F401
+                        scale_model, wait_until)
+from rnnrbm_studio.jack_watch import SERVER_GONE  # noqa: E402
 from rnnrbm_studio.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
 from ui_helpers import assert_no_qt_leaks  # noqa: E402
@@ -15,7 +17,7 @@ from ui_helpers import assert_no_qt_leaks  # noqa: E402
 pytestmark = pytest.mark.jack
 
 
-def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_server, fluidsynth, tmp_path):
+def _window(qtbot, tmp_path) -> MainWindow:
     model_file = tmp_path / "scale.pt"
     save_checkpoint(model_file, model_payload(scale_model()))
     QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
@@ -23,6 +25,11 @@ def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_s
                         models_dir=tmp_path / "models")
     qtbot.addWidget(window)
     window.show()
+    return window
+
+
+def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_server, fluidsynth, tmp_path):
+    window = _window(qtbot, tmp_path)
     names = [window.live_panel.port.itemText(i) for i in range(window.live_panel.port.count())]
     assert "synth:midi_00" in names
     window.live_panel.port.setCurrentText("synth:midi_00")
@@ -40,5 +47,28 @@ def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_s
     session = tmp_path / "session.mid"
     assert window.export_session(session)
     assert sum(1 for m in mido.MidiFile(session) if m.type == "note_on" and m.velocity > 0) >= 8
+    window.close()
+    assert_no_qt_leaks(window)
+
+
+def test_window_stops_says_so_and_lists_no_port_when_the_jack_server_dies(qtbot, own_jack_server, own_fluidsynth,
+                                                                         tmp_path):
+    window = _window(qtbot, tmp_path)
+    panel = window.live_panel
+    assert "synth:midi_00" in [panel.port.itemText(i) for i in range(panel.port.count())]
+    panel.port.setCurrentText("synth:midi_00")
+    panel.bpm.setValue(400)
+    window.toggle_play()
+    qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 3, timeout=20_000)
+    assert window.live.is_playing() and panel.play_button.isChecked()
+    with qtbot.waitSignal(window.live.error, timeout=5_000) as error:
+        own_jack_server.kill()
+    assert error.args == [SERVER_GONE]
+    qtbot.waitUntil(lambda: not window.live.is_playing() and not panel.play_button.isChecked(), timeout=5_000)
+    assert panel.play_button.text() == "Play"
+    assert window.statusBar().currentMessage() == SERVER_GONE
+    assert panel.port.count() == 0 and panel.port_help.isVisibleTo(window)  # refreshed: no MIDI system now
+    assert not panel.play_button.isEnabled()
+    assert window.live.port is None  # closed: its sender process has exited
     window.close()
     assert_no_qt_leaks(window)

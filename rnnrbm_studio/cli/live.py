@@ -3,13 +3,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import stat
 import sys
 import threading
 import time
+from pathlib import Path
 
 from ..errors import StudioError
+from .options import float_in, int_in
 
 log = logging.getLogger(__name__)
+
+# Exit statuses of `play` (also in its --help): 0 after Ctrl+C or --seconds, the user's own ways of
+# stopping it; 2 for an error (bad input, no MIDI system, the synth or the MIDI system went away
+# while playing); 128 + the signal's number after SIGTERM (143) or SIGHUP (129), the shell's
+# convention for "ended by that signal", so a supervisor or a script still sees how it ended.
+EXIT_SIGNAL_BASE = 128
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+# The ranges of `play`'s numbers: the player's own limits where they are tight (MIDI's), otherwise a
+# sane span around what the window offers (tempo 20..400 as its spin box; temperature and Gibbs steps
+# wider than its boxes, for experiments).
+BPM = float_in(20, 400)
+STEPS_PER_BEAT = int_in(1, 48)
+SECONDS = float_in(0, 1e6, low_open=True)
+TEMPERATURE = float_in(0.05, 20)
+GIBBS_STEPS = int_in(1, 10_000)
+SEED = int_in(0, 2**32 - 1)
+VELOCITY = int_in(1, 127)
+CHANNEL = int_in(1, 16)
+PROGRAM = int_in(1, 128)
+LATENCY_MS = float_in(-1000, 1000)
+
+PLAY_EPILOG = """\
+Ctrl+C, SIGTERM and SIGHUP (the terminal closing) stop it cleanly: every note gets its note-off.
+Exit status: 0 when stopped by Ctrl+C or --seconds; 2 on an error (also when the synth or the MIDI
+system goes away while playing); 143 after SIGTERM, 129 after SIGHUP."""
 
 
 def register(subparsers) -> None:
@@ -18,25 +49,30 @@ def register(subparsers) -> None:
 
     play = subparsers.add_parser(
         "play", help="compose live on a MIDI output (a synth); Ctrl+C stops",
-        description="Compose live on a MIDI output. Ctrl+C stops cleanly: every note gets its note-off.")
+        description="Compose live on a MIDI output. Ctrl+C stops cleanly: every note gets its note-off.",
+        epilog=PLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     play.add_argument("model", nargs="?", help="a model file (default: the bundled model)")
     play.add_argument("--port", help="the MIDI output (a name or a unique part of one; default: the first)")
     play.add_argument("--virtual", action="store_true",
                       help="create the virtual output 'RNN-RBM Studio' and play there (not on Windows)")
-    play.add_argument("--bpm", type=float, default=120.0, help="tempo in beats per minute (default 120)")
-    play.add_argument("--steps-per-beat", type=int, default=None,
-                      help="frames per beat (default: the model's training grid, usually 2)")
-    play.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl+C)")
+    play.add_argument("--bpm", type=BPM, default=120.0, help=f"tempo in beats per minute, {BPM.span} (default 120)")
+    play.add_argument("--steps-per-beat", type=STEPS_PER_BEAT, default=None,
+                      help=f"frames per beat, {STEPS_PER_BEAT.span} (default: the model's training grid, usually 2)")
+    play.add_argument("--seconds", type=SECONDS, default=None,
+                      help=f"stop after this long, {SECONDS.span} (default: until Ctrl+C)")
     play.add_argument("--primer", help="a MIDI file whose music the playing continues")
     play.add_argument("--record", metavar="OUT.mid", help="save what was played as a MIDI file")
-    play.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1 = the model)")
-    play.add_argument("--gibbs-steps", type=int, default=None, help="Gibbs steps per frame (default: the model's)")
-    play.add_argument("--seed", type=int, default=None, help="seed for reproducible music")
-    play.add_argument("--velocity", type=int, default=80, help="note-on velocity 1..127 (default 80)")
-    play.add_argument("--channel", type=int, default=1, help="MIDI channel 1..16 (default 1)")
-    play.add_argument("--program", type=int, default=1, help="GM program 1..128 (default 1, piano)")
+    play.add_argument("--temperature", type=TEMPERATURE, default=1.0,
+                      help=f"sampling temperature, {TEMPERATURE.span} (1 = the model)")
+    play.add_argument("--gibbs-steps", type=GIBBS_STEPS, default=None,
+                      help=f"Gibbs steps per frame, {GIBBS_STEPS.span} (default: the model's)")
+    play.add_argument("--seed", type=SEED, default=None, help=f"seed for reproducible music, {SEED.span}")
+    play.add_argument("--velocity", type=VELOCITY, default=80, help=f"note-on velocity {VELOCITY.span} (default 80)")
+    play.add_argument("--channel", type=CHANNEL, default=1, help=f"MIDI channel {CHANNEL.span} (default 1)")
+    play.add_argument("--program", type=PROGRAM, default=1, help=f"GM program {PROGRAM.span} (default 1, piano)")
     play.add_argument("--restrike", action="store_true", help="strike held keys again at every frame")
-    play.add_argument("--latency-ms", type=float, default=0.0, help="shift every note by this much (ms)")
+    play.add_argument("--latency-ms", type=LATENCY_MS, default=0.0,
+                      help=f"shift every note by this much, {LATENCY_MS.span} ms (negative: earlier)")
     play.set_defaults(handler=play_command)
 
 
@@ -52,21 +88,81 @@ def ports_command(args: argparse.Namespace) -> int:
     return 0
 
 
+class StopSignal(BaseException):
+    """SIGTERM or SIGHUP arrived: stop as after Ctrl+C. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """While `play` runs: SIGTERM and SIGHUP raise StopSignal in the main thread, once; from then on
+    they are ignored, so that a second one (a closing terminal may send several) cannot cut the
+    note-offs short. The previous handlers come back at the end."""
+
+    def __init__(self):
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach only the main thread's handlers; nothing to install
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                self._saved[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.ignore()
+        raise StopSignal(signum)
+
+    def ignore(self) -> None:
+        for number in self._saved:
+            signal.signal(number, signal.SIG_IGN)
+
+    def __exit__(self, *exc_info) -> None:
+        for number, previous in self._saved.items():
+            signal.signal(number, previous)
+
+
+def _say(text: str) -> None:
+    """A line on stderr; after SIGHUP the terminal is gone and writing to it fails: say nothing then."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def play_command(args: argparse.Namespace) -> int:
+    with _StopSignals() as signals:
+        try:
+            return _play(args, signals)
+        except StopSignal as stop:
+            # before anything played (while loading, opening the port): nothing to release
+            _say(f"rnnrbm-studio: stopped by {signal.Signals(stop.signum).name}")
+            return EXIT_SIGNAL_BASE + stop.signum
+
+
+def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     from .. import ports
     from ..checkpoint import load_model, roll_settings_of
-    from ..pianoroll import RollSettings, read_midi
+    from ..pianoroll import MidiReadError, RollSettings, read_midi
     from ..player import LivePlayer
     from .engine import model_path_or_default
 
-    if not 1 <= args.channel <= 16:
-        raise StudioError(f"--channel must be 1..16, not {args.channel}")
-    if not 1 <= args.program <= 128:
-        raise StudioError(f"--program must be 1..128, not {args.program}")
+    record = check_record_path(args.record) if args.record else None  # before anything is played
     model, payload = load_model(model_path_or_default(args.model))
     grid = roll_settings_of(payload)
     steps_per_beat = args.steps_per_beat or grid.steps_per_beat
-    primer = read_midi(args.primer, RollSettings(steps_per_beat=steps_per_beat)).roll if args.primer else None
+    primer = None
+    if args.primer:
+        try:
+            check_primer_path(args.primer)
+            primer = read_midi(args.primer, RollSettings(steps_per_beat=steps_per_beat)).roll
+        except MidiReadError as error:
+            raise StudioError(f"--primer {args.primer}: {error}") from None
 
     with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
         if args.virtual:
@@ -80,6 +176,7 @@ def play_command(args: argparse.Namespace) -> int:
                 raise
     errors: list[str] = []
     stopped = threading.Event()
+    stop_signal: StopSignal | None = None
     try:
         try:
             player = LivePlayer(model, port, bpm=args.bpm, steps_per_beat=steps_per_beat, velocity=args.velocity,
@@ -89,27 +186,82 @@ def play_command(args: argparse.Namespace) -> int:
                                 on_stopped=lambda reason: stopped.set())
         except ValueError as error:
             raise StudioError(str(error)) from None
-        # Ctrl+C may come as soon as the first notes sound, before the wait below has begun
+        # Ctrl+C or a signal may come as soon as the first notes sound, before the wait has begun
         try:
             if primer is not None:
                 player.prime(primer)
             player.start()
             where = f"the virtual port {port.name!r}" if args.virtual else repr(port.name)
-            print(f"playing on {where} at {args.bpm:g} BPM, {steps_per_beat} steps per beat"
-                  + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops", file=sys.stderr)
+            _say(f"playing on {where} at {args.bpm:g} BPM, {steps_per_beat} steps per beat"
+                 + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops")
             _wait(stopped, args.seconds)
         except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+            _say("stopping")
+        except StopSignal as stop:
+            stop_signal = stop
+            _say(f"stopping ({signal.Signals(stop.signum).name})")
         finally:
+            signals.ignore()  # from here on nothing may cut the note-offs short
             player.stop()  # note-offs, All Notes Off; also done at exit if this is interrupted again
-        if args.record:
-            player.export_midi(args.record)
-            print(f"recorded {player.frames_played} frames to {args.record}", file=sys.stderr)
+        if record is not None:
+            _save_recording(player, record)
     finally:
         port.close()
     if errors:
         raise StudioError(errors[0])
+    if stop_signal is not None:
+        _say(f"rnnrbm-studio: stopped by {signal.Signals(stop_signal.signum).name}")
+        return EXIT_SIGNAL_BASE + stop_signal.signum
     return 0
+
+
+def check_record_path(text: str) -> Path:
+    """Where --record will write, checked before playing so that a take is never lost to a bad path:
+    a regular file or a new name, in an existing folder we can write to. A symbolic link is followed
+    (the file it points to is replaced, not the link)."""
+    path = Path(os.path.realpath(text))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise StudioError(f"--record {text}: {error.strerror or error}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise StudioError(f"--record {text}: is a folder; give a file name such as take.mid")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise StudioError(f"--record {text}: not a regular file (a pipe or a device); give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise StudioError(f"--record {text}: the folder {str(folder)!r} does not exist")
+    # the recording is written next to it and renamed over it (pianoroll.save_midi_atomically): try that
+    probe = folder / f".{path.name}.{os.getpid()}.check"
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as error:
+        raise StudioError(f"--record {text}: cannot write in {str(folder)!r} ({error.strerror or error})") from None
+    return path
+
+
+def check_primer_path(text: str) -> None:
+    """A primer must be a regular file: reading a pipe or a device could wait forever."""
+    try:
+        mode = os.stat(text).st_mode
+    except OSError as error:
+        raise StudioError(f"--primer {text}: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        raise StudioError(f"--primer {text}: is a folder, not a MIDI file")
+    if not stat.S_ISREG(mode):
+        raise StudioError(f"--primer {text}: not a regular file (a pipe or a device)")
+
+
+def _save_recording(player, path: Path) -> None:
+    try:
+        player.export_midi(path)  # written to a temporary file and renamed: never half a file
+    except OSError as error:
+        raise StudioError(f"cannot save the recording to {str(path)!r} ({error.strerror or error})") from None
+    _say(f"recorded {player.frames_played} frames to {path}")
 
 
 def _wait(stopped: threading.Event, seconds: float | None) -> None:

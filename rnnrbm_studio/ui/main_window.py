@@ -397,8 +397,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.piano_roll.set_seconds_per_frame(self.live.seconds_per_step())
 
     def _live_error(self, message: str) -> None:
-        self.statusBar().showMessage(message, 10000)
-        self._error(message)
+        # the player has stopped itself; most often its port or the whole MIDI system went away, so
+        # the list shows what is there now (nothing, and how to get an output, if JACK stopped)
+        self.refresh_ports()
+        self._error(message)  # the status bar, and a message box
 
     def _on_display_tick(self) -> None:
         for keys, onsets in self.live.drain_frames():
