@@ -20,6 +20,7 @@ from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, live
 from rnnrbm_studio import ports, sender
 from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import build_parser, main
+from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.jack_watch import SERVER_GONE
 from rnnrbm_studio.pianoroll import RollSettings, read_midi
 from rnnrbm_studio.player import LivePlayer
@@ -131,9 +132,21 @@ def test_record_to_a_place_that_cannot_hold_a_file_is_refused(where, model_file,
 
 def test_record_through_a_link_to_a_device_is_refused(model_file, tmp_path, no_port_may_open, capsys):
     link = tmp_path / "take.mid"
-    link.symlink_to("/dev/null")  # replacing the link would be harmless; writing "into" a device is not
+    # e.g. --record /dev/stdout: the recording, written aside and renamed, would replace the link (as
+    # root, /dev/stdout itself); the link is followed and what it points to is refused
+    link.symlink_to("/dev/null")
     status, err = _run(capsys, model_file, "--record", link)
     assert status == 2 and "not a regular file" in err
+
+
+def test_record_through_a_link_to_a_file_writes_the_file_and_keeps_the_link(tmp_path):
+    from rnnrbm_studio.cli.live import check_record_path
+
+    (tmp_path / "takes").mkdir()
+    link = tmp_path / "latest.mid"
+    link.symlink_to(tmp_path / "takes" / "take1.mid")  # a dangling link to the file to be made
+    assert check_record_path(str(link)) == (tmp_path / "takes" / "take1.mid").resolve()
+    assert os.listdir(tmp_path / "takes") == []  # the write check leaves nothing behind
 
 
 @pytest.mark.parametrize("content", ["missing", "folder", "fifo", "garbage", "empty"])
@@ -275,8 +288,10 @@ def test_a_signal_to_the_process_group_stops_play_with_no_note_left(signum, stat
     """Closing the terminal (SIGHUP) or `kill -TERM -PGID` reaches play and its sender alike: play
     stops as after Ctrl+C, the sender outlives it long enough to send the note-offs, and both go."""
     recording = tmp_path / "take.mid"
+    # as from a shell: a test run under nohup would pass its ignored SIGHUP on, and play keeps that
     play = start_cli("play", str(model_file), "--port", "synth:midi_00", "--bpm", "400", "--record", str(recording),
-                     "--program", str(CHURCH_ORGAN + 1), start_new_session=True)
+                     "--program", str(CHURCH_ORGAN + 1), start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         wait_until(lambda: fluidsynth.voice_count() > 0 or play.poll() is not None, 60, what="notes sounding")
         assert play.poll() is None
@@ -415,3 +430,23 @@ def test_after_a_failed_send_the_sender_still_releases_every_note():
     assert port.sent[:3] == [on_60, on_62, on_64]
     assert sorted(m.note for m in port.sent[3:-1] if m.type == "note_off") == [60, 62, 64]
     assert port.sent[-1] == mido.Message("control_change", channel=1, control=123, value=0) and port.closed
+
+
+def test_play_leaves_an_ignored_sighup_ignored(monkeypatch, model_file, no_port_may_open, capsys):
+    """Under nohup SIGHUP is ignored; play must not take that back (it would stop on a closed terminal)."""
+    seen = {}
+
+    def load_and_look(*args, **kwargs):
+        seen["hup"] = signal.getsignal(signal.SIGHUP)
+        seen["term"] = signal.getsignal(signal.SIGTERM)
+        raise StudioError("stop here")
+
+    from rnnrbm_studio import checkpoint
+    monkeypatch.setattr(checkpoint, "load_model", load_and_look)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(["play", str(model_file)]) == 2
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert seen["hup"] is signal.SIG_IGN and callable(seen["term"])

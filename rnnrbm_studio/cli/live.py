@@ -110,7 +110,7 @@ class _StopSignals:
             return self  # signals reach only the main thread's handlers; nothing to install
         for name in STOP_SIGNALS:
             number = getattr(signal, name, None)
-            if number is not None:
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's stays ignored
                 self._saved[number] = signal.signal(number, self._handle)
         return self
 
