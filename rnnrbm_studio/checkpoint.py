@@ -3,6 +3,10 @@
 Written atomically: the bytes go to a temporary file in the same folder, are flushed to disk, and
 the temporary file is renamed over the old checkpoint, so a crash at any point leaves either the
 old or the new checkpoint, never a torn one.
+
+Read through one door, load_checkpoint: torch.load(weights_only=True), so a file cannot run code,
+then checkpoint_checks.validate_payload, so every reader gets fields of the right types, sizes within
+limits.py, weights of the right shapes and finite; anything else is a one-line CheckpointError.
 """
 from __future__ import annotations
 

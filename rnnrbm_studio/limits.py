@@ -33,7 +33,8 @@ MODEL_FIELDS: dict[str, object] = {
     "learned_u0": bool,
 }
 
-# TrainConfig. Learning rates and decays are open at 0 where 0 would train nothing.
+# TrainConfig. Learning rates are open at 0 (0 would train nothing). Earlier versions of the command
+# line let 0 stand for "off" in a few fields: files may hold it.
 TRAIN_FIELDS: dict[str, object] = {
     "epochs": (1, 100_000),
     "learning_rate": ("open", 0.0, 10.0),
@@ -42,13 +43,13 @@ TRAIN_FIELDS: dict[str, object] = {
     "batch_seqs": (1, 4096),
     "seq_len": (2, FRAMES_MAX),
     "rnn_lr_scale": (0.0, 100.0),
-    "grad_clip": ("open", 0.0, 1e6),
+    "grad_clip": (0.0, 1e6),  # 0: off, as None
     "key_shift": (0, 12),
     "key_shift_step": (1, 12),
     "key_shift_fraction": (0.0, 1.0),
-    "patience": (1, 100_000),
-    "seed": (0, SEED_MAX),
-    "threads": (1, THREADS_MAX),
+    "patience": (0, 100_000),  # 0: off, as None
+    "seed": (0, 2**64 - 1),  # what torch.manual_seed takes (the command line offers 0..SEED_MAX)
+    "threads": (0, THREADS_MAX),  # 0: torch's default, as None
     "prefetch_random": bool,
     "lr_schedule": ("constant", "cosine"),
     "lr_min_ratio": (0.0, 1.0),

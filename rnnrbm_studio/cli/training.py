@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import StudioError
 from ..limits import MODEL_FIELDS, ROLL_FIELDS, SEED_MAX, THREADS_MAX, TRAIN_FIELDS
-from .options import from_limits, int_in
+from .options import float_in, from_limits, int_in
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def register(subparsers) -> None:
     add("--seq-len", type=_train("seq_len"), help=f"frames per subsequence ({_span('seq_len')}; default 100)")
     add("--rnn-lr-scale", type=_train("rnn_lr_scale"),
         help=f"RNN learning rate / RBM learning rate ({_span('rnn_lr_scale')}; default 1)")
-    add("--grad-clip", type=_train("grad_clip"), help=f"clip the gradient norm ({_span('grad_clip')}; default off)")
+    clip = float_in(0, 1e6, low_open=True)
+    add("--grad-clip", type=clip, help=f"clip the gradient norm ({clip.span}; default off)")
     add("--key-shift", type=_train("key_shift"),
         help=f"augment: random transposition up to +-N steps ({_span('key_shift')}; default 0)")
     add("--key-shift-step", type=_train("key_shift_step"),
@@ -78,8 +79,8 @@ def register(subparsers) -> None:
         help="after the run, train it again with --key-shift N and keep whichever scores the better valid "
              "log-likelihood (AIS 16 x 1,000 on --select-frames frames); the other is kept beside --out as "
              f"NAME.runner-up.pt ({_span('key_shift')}; default 0: one run)")
-    add("--patience", type=_train("patience"),
-        help=f"stop after N epochs without a better valid monitor ({_span('patience')}; default off)")
+    add("--patience", type=int_in(1, 100_000),
+        help="stop after N epochs without a better valid monitor (1..100000; default off)")
     add("--learned-u0", action="store_true", default=None, help="learn the initial RNN state")
     add("--lr-schedule", choices=("constant", "cosine"),
         help="[recipe] cosine: decay the learning rates to --lr-min-ratio of themselves by the last epoch "
