@@ -10,6 +10,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
@@ -142,6 +143,21 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert payload["progress"]["epochs_completed"] == 2
     assert window.training_panel.resume_button.isEnabled()
     assert not window.training_panel.stop_button.isEnabled()
+
+
+def test_the_same_seed_trains_the_same_model_twice(qtbot, window, tmp_path):
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    configure_small_training(window, epochs=1)
+    window.training_panel.recipe.setChecked(False)
+    paths = []
+    for _ in range(2):
+        with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
+            window.training_panel.train_button.click()
+        assert finished.args[0].status == "finished"
+        paths.append(window.model_path)
+    assert paths[0] != paths[1]  # two runs in the same second still get files of their own
+    first, second = (load_checkpoint(path)["model_state"] for path in paths)
+    assert all(torch.equal(first[name], second[name]) for name in first)
 
 
 def test_stop_then_resume_training(qtbot, window, tmp_path):

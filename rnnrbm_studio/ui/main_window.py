@@ -19,7 +19,7 @@ from ..corpus import Corpus
 from ..errors import StudioError
 from ..model import RnnRbm
 from ..pianoroll import MidiReadError, read_midi, roll_to_midi
-from ..train import TrainProgress, TrainResult
+from ..train import TrainProgress, TrainResult, build_model
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView
@@ -169,7 +169,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def new_model(self) -> None:
-        model = RnnRbm(self.training_panel.model_config())
+        model = build_model(self.training_panel.model_config(), config.seed)
         self._set_model(model, None, model_payload(model, self.training_panel.roll_settings()))
         self.statusBar().showMessage("New untrained model: load music and click Train", 5000)
 
@@ -298,14 +298,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self.load_folder(self.corpus.source)
             return
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = self.models_dir / f"{Path(self.corpus.source).name or 'model'}-{stamp}.pt"
-        model = RnnRbm(self.training_panel.model_config())
+        path = self._new_model_path()
+        config = self.training_panel.train_config()
+        # seeded before the weights exist, as the command line does: the same Seed trains the same model
+        model = build_model(self.training_panel.model_config(), config.seed)
         self.training_plot.set_history([])
         self._start_training_worker(TrainingWorker(
             [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], path,
-            self.corpus.settings, model=model, config=self.training_panel.train_config(),
-            data_description=self.corpus.source), path)
+            self.corpus.settings, model=model, config=config, data_description=self.corpus.source), path)
+
+    def _new_model_path(self) -> Path:
+        """A file name in models_dir that no model has yet (two runs in one second get -2, -3...)."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stem = f"{Path(self.corpus.source).name or 'model'}-{stamp}"
+        path, copy = self.models_dir / f"{stem}.pt", 1
+        while path.exists():
+            copy += 1
+            path = self.models_dir / f"{stem}-{copy}.pt"
+        return path
 
     def resume_training(self) -> None:
         if self.training_running() or self.corpus is None or not self._can_resume():
@@ -360,7 +370,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _can_resume(self) -> bool:
         progress = self.payload.get("progress") or {}
-        return bool(self.model_path and "optimizer_state" in self.payload and progress.get("epochs_completed"))
+        started = progress.get("epochs_completed") or self.payload.get("epoch_in_progress")
+        return bool(self.model_path and "optimizer_state" in self.payload and started)
 
     def _update_training_buttons(self) -> None:
         self.training_panel.set_state(running=self.training_running(), can_train=self.corpus is not None,
