@@ -169,7 +169,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def new_model(self) -> None:
-        model = build_model(self.training_panel.model_config(), config.seed)
+        model = RnnRbm(self.training_panel.model_config())
         self._set_model(model, None, model_payload(model, self.training_panel.roll_settings()))
         self.statusBar().showMessage("New untrained model: load music and click Train", 5000)
 
