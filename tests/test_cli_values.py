@@ -71,8 +71,9 @@ def test_out_of_range_values_are_usage_errors_without_a_traceback(command, capsy
                 build_parser().parse_args([*BASE[command], f"{flag}={text}"])
             err = capsys.readouterr().err
             assert exit_.value.code == 2, (flag, text)
-            last = err.strip().splitlines()[-1]
-            assert last.startswith(f"rnnrbm-studio {command}: error: argument {flag}: must be"), (flag, text, err)
+            lines = err.strip().splitlines()
+            assert len(lines) == 1, (flag, text, err)  # one line, like every user error
+            assert lines[0].startswith(f"rnnrbm-studio: error: argument {flag}: must be"), (flag, text, err)
             assert "Traceback" not in err
         # the bounds themselves are accepted: no range is empty or off by one
         for bound in (kind.low, kind.high):

@@ -18,10 +18,18 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad options are one line, like every other user error: what is wrong and where the help is
+    (argparse's own usage block buried the reason under a screen of options)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"rnnrbm-studio: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import engine, live, quality
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="rnnrbm-studio",
         description="Train the RNN-RBM on MIDI files and hear it compose live. "
                     "Without a command, opens the window with the bundled default model.")
@@ -30,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="PNG",
                         help="open the window offscreen in a realistic state, save a screenshot, exit")
     parser.add_argument("--model", metavar="MODEL", help="with no command: the model the window opens")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     engine.register(subparsers)
     quality.register(subparsers)
     live.register(subparsers)
@@ -49,7 +57,10 @@ def _printable_streams() -> None:
 def main(argv: list[str] | None = None) -> int:
     _printable_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad option (already printed)
+        return stop.code if isinstance(stop.code, int) else EXIT_USER_ERROR
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

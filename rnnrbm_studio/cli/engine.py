@@ -82,7 +82,10 @@ def generate_command(args: argparse.Namespace) -> int:
     settings = roll_settings_of(payload)
     primer = None
     if args.primer:
-        primer = read_midi(args.primer, settings).roll
+        try:
+            primer = read_midi(args.primer, settings).roll
+        except StudioError as error:
+            raise StudioError(f"--primer {args.primer}: {error}") from None
     started = time.perf_counter()
     roll = model.generate(args.frames, primer=primer, seed=args.seed, gibbs_steps=args.gibbs_steps,
                           inverse_temperature=1.0 / args.temperature)
