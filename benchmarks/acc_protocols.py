@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnnrbm_studio.checkpoint import load_model  # noqa: E402
-from rnnrbm_studio.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.evaluate import accuracy_from_counts, conditional_frames  # noqa: E402
+from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
+from rnnrbm_studio.quality.evaluate import accuracy_from_counts, conditional_frames  # noqa: E402
 
 
 @torch.no_grad()

@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rnnrbm_studio.midi_scan import MAX_EVENTS, MAX_SYSEX_BYTES  # noqa: E402
-from rnnrbm_studio.pianoroll import MAX_FILE_BYTES  # noqa: E402
+from rnnrbm_studio.music.midi_scan import MAX_EVENTS, MAX_SYSEX_BYTES  # noqa: E402
+from rnnrbm_studio.music.pianoroll import MAX_FILE_BYTES  # noqa: E402
 
 BOUND_SECONDS = 5.0
 BOUND_MB = 500.0
@@ -42,9 +42,9 @@ CHILD_LIMIT = 60  # seconds: the child kills itself (SIGALRM) if a defence has r
 CHILD = r"""
 import json, resource, signal, sys, time
 signal.alarm({limit})
-from rnnrbm_studio.corpus import load_corpus
+from rnnrbm_studio.music.corpus import load_corpus
 from rnnrbm_studio.errors import StudioError
-from rnnrbm_studio.pianoroll import RollSettings
+from rnnrbm_studio.music.pianoroll import RollSettings
 settings = RollSettings(**json.loads(sys.argv[2]))
 started = time.perf_counter()
 try:

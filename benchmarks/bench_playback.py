@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rnnrbm_studio.assets import default_model_path  # noqa: E402
-from rnnrbm_studio.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
 from rnnrbm_studio.model import RnnRbm  # noqa: E402
-from rnnrbm_studio.player import LivePlayer  # noqa: E402
-from rnnrbm_studio.train import TrainConfig, Trainer  # noqa: E402
+from rnnrbm_studio.live.player import LivePlayer  # noqa: E402
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 SHARED = Path(os.environ.get("RNNRBM_STUDIO_SHARED_DATA", REPO.parent / "shared" / "data"))
 MODES = ("alone", "training", "training-gil5", "training-no-rt", "sender-training", "sender-training-no-rt")
@@ -72,7 +72,7 @@ def playing_model() -> tuple[RnnRbm, str]:
 def training_rolls() -> tuple[list[np.ndarray], str]:
     pickle_path = SHARED / "benchmarks" / "Nottingham.pickle"
     if pickle_path.exists():
-        from rnnrbm_studio.corpus import load_benchmark_pickle
+        from rnnrbm_studio.music.corpus import load_benchmark_pickle
 
         corpus = load_benchmark_pickle(pickle_path)
         return [p.roll for p in corpus.train], f"Nottingham train split ({pickle_path})"
@@ -91,7 +91,7 @@ def run_mode(mode: str, args, model: RnnRbm, rolls) -> dict:
         trainer = Trainer(RnnRbm(), rolls, config=TrainConfig(epochs=10_000, seed=1))
         trainer_thread = threading.Thread(target=trainer.run, name="trainer", daemon=True)
         trainer_thread.start()
-    from rnnrbm_studio import ports
+    from rnnrbm_studio.live import ports
 
     sender = mode.startswith("sender")
     if sender:

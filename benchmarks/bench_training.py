@@ -34,9 +34,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rnnrbm_studio.corpus import load_benchmark_pickle  # noqa: E402
+from rnnrbm_studio.music.corpus import load_benchmark_pickle  # noqa: E402
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig  # noqa: E402
-from rnnrbm_studio.train import TrainConfig, Trainer  # noqa: E402
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "benchmarks" / "Nottingham.pickle"
 

@@ -19,7 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from rnnrbm_studio.model import RnnRbm  # noqa: E402
 from rnnrbm_studio.runtime import configure_threads  # noqa: E402
 from rnnrbm_studio.ui.app import create_application  # noqa: E402

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rnnrbm_studio.assets import default_model_path  # noqa: E402
-from rnnrbm_studio.checkpoint import load_model  # noqa: E402
-from rnnrbm_studio.corpus import load_corpus  # noqa: E402
+from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
 from rnnrbm_studio.model import BernoulliSampler  # noqa: E402
 
 

@@ -22,9 +22,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rnnrbm_studio.checkpoint import load_model  # noqa: E402
-from rnnrbm_studio.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.evaluate import conditional_frames, log_likelihood  # noqa: E402
+from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
+from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
+from rnnrbm_studio.quality.evaluate import conditional_frames, log_likelihood  # noqa: E402
 from rnnrbm_studio.model import BernoulliSampler  # noqa: E402
 
 

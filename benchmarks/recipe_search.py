@@ -23,10 +23,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rnnrbm_studio.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.evaluate import evaluate_model  # noqa: E402
+from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
+from rnnrbm_studio.quality.evaluate import evaluate_model  # noqa: E402
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig  # noqa: E402
-from rnnrbm_studio.train import TrainConfig, Trainer  # noqa: E402
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def parse_assignments(items: list[str], cls) -> dict:

@@ -444,7 +444,7 @@ def sender_processes_of(pid: int) -> list[int]:
             command = (stat_file.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == pid and b"rnnrbm_studio.sender" in command:
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid and b"rnnrbm_studio.live.sender" in command:
             found.append(int(stat_file.parent.name))
     return found
 

@@ -1,6 +1,8 @@
-"""Architecture: the engine never imports Qt, and the runtime resources are found."""
+"""Architecture: the layers hold (pyproject.toml's import-linter contracts), the engine never imports Qt,
+and the runtime resources are found."""
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -9,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
+import rnnrbm_studio
 from rnnrbm_studio import assets
 
 REPO = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-ENGINE_MODULES = ["rnnrbm_studio.errors", "rnnrbm_studio.assets", "rnnrbm_studio.pianoroll", "rnnrbm_studio.model",
-                  "rnnrbm_studio.checkpoint", "rnnrbm_studio.corpus", "rnnrbm_studio.train",
-                  "rnnrbm_studio.cli.engine", "rnnrbm_studio.cli"]
+
+
+def engine_modules() -> list[str]:
+    """Every module of the package but the window's (ui/) and the command line's entry (it opens the window)."""
+    names = [info.name for info in pkgutil.walk_packages(rnnrbm_studio.__path__, "rnnrbm_studio.")]
+    return ["rnnrbm_studio"] + sorted(n for n in names if not n.startswith("rnnrbm_studio.ui")
+                                      and n not in ("rnnrbm_studio.__main__", "rnnrbm_studio.resources"))
+
+
+ENGINE_MODULES = engine_modules()
 QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6", "superqt", "rnnrbm_studio.ui")
 
 
@@ -51,24 +61,40 @@ def lint_imports_available():
         pytest.skip(f"import-linter is not installed in this environment ({LINT_IMPORTS})")
 
 
-def test_the_engine_contract_is_kept(tmp_path, lint_imports_available):
-    """The contract from pyproject.toml, checked by import-linter."""
+def test_the_projects_contracts_are_kept(tmp_path, lint_imports_available):
+    """The contracts from pyproject.toml, checked by import-linter: layers, no Qt in the engine, no circles."""
     contracts = project_contracts()
-    forbidden = contracts["contracts"][0]["forbidden_modules"]
+    kinds = [contract["type"] for contract in contracts["contracts"]]
+    assert kinds == ["layers", "forbidden", "acyclic_siblings"]
+    layers = contracts["contracts"][0]
+    assert layers["containers"] == ["rnnrbm_studio"] and layers["exhaustive"] is True
+    forbidden = contracts["contracts"][1]["forbidden_modules"]
     assert {"PySide6", "pyqtgraph", "rnnrbm_studio.ui"} <= set(forbidden)
     # external forbidden modules need include_external_packages (see the next test)
     result = lint_imports(tmp_path, {**contracts, "include_external_packages": True})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 def test_import_linter_does_catch_a_broken_contract(tmp_path, lint_imports_available):
-    """A negative control: forbidding something the engine does import must fail."""
+    """Negative controls: forbidding what the engine imports, and layers upside down, must fail."""
     broken = {"root_package": "rnnrbm_studio", "include_external_packages": True, "contracts": [{
         "name": "control", "type": "forbidden", "source_modules": ["rnnrbm_studio.model"],
         "forbidden_modules": ["numpy"]}]}
     result = lint_imports(tmp_path, broken)
     assert result.returncode != 0 and "BROKEN" in result.stdout
+    upside_down = {"root_package": "rnnrbm_studio", "contracts": [{
+        "name": "control", "type": "layers", "containers": ["rnnrbm_studio"], "layers": ["model", "training"]}]}
+    result = lint_imports(tmp_path, upside_down)
+    assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+def test_every_module_of_the_package_has_a_layer(tmp_path, lint_imports_available):
+    """The layers contract is exhaustive: a new top-level module or folder must be given its place."""
+    layers = project_contracts()["contracts"][0]["layers"]
+    named = {part.strip() for layer in layers for part in layer.replace(":", "|").split("|")}
+    children = {name.split(".")[1] for name in ENGINE_MODULES if name.count(".") >= 1} | {"ui", "__main__"}
+    assert children - {"resources"} == named
 
 
 def test_lint_imports_passes_with_the_projects_own_configuration(lint_imports_available):

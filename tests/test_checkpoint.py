@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnrbm_studio.checkpoint import (
+from rnnrbm_studio.training.checkpoint import (
     FORMAT, VERSION, CheckpointError, load_checkpoint, load_model, model_from_payload, model_payload,
     roll_settings_of, save_checkpoint,
 )
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
-from rnnrbm_studio.pianoroll import RollSettings
-from rnnrbm_studio.run_lock import output_lock
+from rnnrbm_studio.music.pianoroll import RollSettings
+from rnnrbm_studio.training.run_lock import output_lock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ WRITER_SERVER = textwrap.dedent(r"""
     import numpy as np
     import torch
     torch.set_num_threads(1)
-    from rnnrbm_studio import checkpoint
+    from rnnrbm_studio.training import checkpoint
 
     path = sys.argv[1]
     N = int(sys.argv[2])

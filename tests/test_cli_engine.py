@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
-from rnnrbm_studio.pianoroll import read_midi
+from rnnrbm_studio.music.pianoroll import read_midi
 
 from midi_fixtures import write_arpeggio_corpus, write_notes
 
@@ -98,7 +98,7 @@ def test_info_describes_the_bundled_model():
 def test_recipe_sets_the_defaults_and_given_options_win():
     from rnnrbm_studio.cli import build_parser
     from rnnrbm_studio.cli.training import recipe_defaults, train_config_from_args
-    from rnnrbm_studio.train import QUALITY_GIBBS_STEPS, TrainConfig, quality_recipe
+    from rnnrbm_studio.training.trainer import QUALITY_GIBBS_STEPS, TrainConfig, quality_recipe
 
     def parse(*options):
         return build_parser().parse_args(["train", "DATA", "--out", "model.pt", *options])
@@ -264,7 +264,7 @@ def _check_error_cases(tmp_path, capsys, main):
 def test_generate_keeps_the_pace_of_a_seconds_grid_model(tmp_path, capsys):
     """A model trained on the tutorial's 0.3 s grid writes 0.3 s steps (one per beat at 200 bpm)."""
     from rnnrbm_studio.cli import main
-    from rnnrbm_studio.pianoroll import RollSettings
+    from rnnrbm_studio.music.pianoroll import RollSettings
 
     torch.manual_seed(0)
     model = RnnRbm(RnnRbmConfig(n_hidden=6, n_hidden_recurrent=4))
@@ -294,7 +294,7 @@ def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
 
     from rnnrbm_studio.cli import build_parser
     from rnnrbm_studio.cli.training import train_config_from_args, with_recipe_defaults
-    from rnnrbm_studio.train import QUALITY_GIBBS_STEPS, quality_recipe
+    from rnnrbm_studio.training.trainer import QUALITY_GIBBS_STEPS, quality_recipe
 
     spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
     benchmark = importlib.util.module_from_spec(spec)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnrbm_studio import corpus as corpus_module
-from rnnrbm_studio.corpus import (
+from rnnrbm_studio.music import corpus as corpus_module
+from rnnrbm_studio.music.corpus import (
     PARALLEL_THRESHOLD, CorpusError, LoadCancelled, RollCache, find_midi_files, load_benchmark_pickle, load_corpus,
 )
 from rnnrbm_studio.errors import StudioError
-from rnnrbm_studio.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
 
 from midi_fixtures import arpeggio_roll, roll_notes, write_arpeggio_corpus, write_notes
 

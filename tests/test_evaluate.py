@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import main
-from rnnrbm_studio.evaluate import (accuracy_counts, accuracy_from_counts, ais_log_partition, base_marginals,
+from rnnrbm_studio.quality.evaluate import (accuracy_counts, accuracy_from_counts, ais_log_partition, base_marginals,
                                     beta_schedule, conditional_frames, evaluate_model, exact_log_partition,
                                     expected_accuracy, log_likelihood, tutorial_monitor)
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.train import TrainConfig, Trainer
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer
 
 
 def tiny_rbms(n=5, V=12, H=10, scale=1.5, seed=1):
@@ -331,8 +331,8 @@ def test_eval_command_errors_are_one_line(problem, tiny_model_and_pickle, tmp_pa
 def test_default_model_on_nottingham_test_pieces(shared_data):
     """The bundled model, measured quickly on 4 Nottingham test pieces, is far better than independent notes."""
     from rnnrbm_studio.assets import default_model_path
-    from rnnrbm_studio.checkpoint import load_model
-    from rnnrbm_studio.corpus import load_corpus
+    from rnnrbm_studio.training.checkpoint import load_model
+    from rnnrbm_studio.music.corpus import load_corpus
 
     if not default_model_path().exists():
         pytest.skip("no bundled default model")
@@ -361,7 +361,7 @@ def test_the_table_warns_when_ais_has_not_converged():
 
 
 def test_eval_does_not_record_into_a_model_file_replaced_meanwhile(tiny_model_and_pickle, monkeypatch, capsys):
-    import rnnrbm_studio.evaluate as evaluate
+    import rnnrbm_studio.quality.evaluate as evaluate
 
     model_file, data_file = tiny_model_and_pickle
     measure = evaluate.evaluate_model
@@ -376,5 +376,5 @@ def test_eval_does_not_record_into_a_model_file_replaced_meanwhile(tiny_model_an
                  "--record"])
     assert code == 2
     assert "changed while it was being measured" in capsys.readouterr().err
-    from rnnrbm_studio.checkpoint import load_checkpoint
+    from rnnrbm_studio.training.checkpoint import load_checkpoint
     assert "evaluation" not in load_checkpoint(model_file)

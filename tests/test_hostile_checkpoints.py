@@ -20,12 +20,12 @@ import torch
 
 from rnnrbm_studio import limits, model as model_module
 from rnnrbm_studio.assets import default_model_path
-from rnnrbm_studio.checkpoint import CheckpointError, load_checkpoint, model_from_payload
+from rnnrbm_studio.training.checkpoint import CheckpointError, load_checkpoint, model_from_payload
 from rnnrbm_studio.cli import main
-from rnnrbm_studio.corpus import load_corpus
+from rnnrbm_studio.music.corpus import load_corpus
 from rnnrbm_studio.model import RnnRbmConfig
-from rnnrbm_studio.pianoroll import RollSettings
-from rnnrbm_studio.train import TrainConfig, Trainer, build_model
+from rnnrbm_studio.music.pianoroll import RollSettings
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer, build_model
 
 from midi_fixtures import write_arpeggio_corpus
 
@@ -245,8 +245,8 @@ def test_the_limits_agree_with_the_model_and_the_defaults_are_inside_them():
     assert (limits.N_PIANO_KEYS, limits.LOWEST_PIANO_KEY) == (model_module.N_PIANO_KEYS, model_module.LOWEST_PIANO_KEY)
     from dataclasses import asdict
 
-    from rnnrbm_studio.checkpoint_checks import check_fields
-    from rnnrbm_studio.train import quality_recipe
+    from rnnrbm_studio.training.checkpoint_checks import check_fields
+    from rnnrbm_studio.training.trainer import quality_recipe
 
     for values, table, optional in ((asdict(RnnRbmConfig()), limits.MODEL_FIELDS, set()),
                                     (asdict(TrainConfig()), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL),

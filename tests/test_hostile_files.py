@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnrbm_studio import corpus as corpus_module
-from rnnrbm_studio import midi_scan
+from rnnrbm_studio.music import corpus as corpus_module
+from rnnrbm_studio.music import midi_scan
 from rnnrbm_studio.assets import default_model_path
-from rnnrbm_studio.corpus import CorpusError, RollCache, load_corpus
-from rnnrbm_studio.midi_scan import check_midi_cost
-from rnnrbm_studio.pianoroll import MidiReadError, RollSettings, notes_to_roll, read_midi
-from rnnrbm_studio.safe_files import display_name
-from rnnrbm_studio.safe_pickle import PickleRefused, _NoGlobalsUnpickler, restricted_load, restricted_loads
+from rnnrbm_studio.music.corpus import CorpusError, RollCache, load_corpus
+from rnnrbm_studio.music.midi_scan import check_midi_cost
+from rnnrbm_studio.music.pianoroll import MidiReadError, RollSettings, notes_to_roll, read_midi
+from rnnrbm_studio.music.safe_files import display_name
+from rnnrbm_studio.music.safe_pickle import PickleRefused, _NoGlobalsUnpickler, restricted_load, restricted_loads
 
 from midi_fixtures import midi_bytes, midi_file, notes_track, write_notes
 
@@ -250,7 +250,7 @@ def test_fifos_devices_and_huge_files_in_a_folder_are_skipped_and_the_rest_loads
         handle.truncate(2 ** 31)
     found = python(f"""
         import json, time
-        from rnnrbm_studio.corpus import load_corpus
+        from rnnrbm_studio.music.corpus import load_corpus
         started = time.perf_counter()
         corpus = load_corpus({str(folder)!r}, cache_dir={str(tmp_path / "cache")!r})
         print(json.dumps({{"pieces": [p.name for p in corpus.pieces()], "seconds": time.perf_counter() - started,
@@ -277,8 +277,8 @@ def test_a_fifo_or_device_named_as_the_data_or_a_primer_is_one_line(tmp_path):
     os.mkfifo(pickle_fifo)
     errors = python(f"""
         import json
-        from rnnrbm_studio.corpus import load_corpus
-        from rnnrbm_studio.pianoroll import read_midi
+        from rnnrbm_studio.music.corpus import load_corpus
+        from rnnrbm_studio.music.pianoroll import read_midi
         from rnnrbm_studio.errors import StudioError
         out = {{}}
         for name, call in [("corpus fifo", lambda: load_corpus({str(fifo)!r})),
@@ -312,7 +312,7 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_still_refused(tmp_path):
     os.mkfifo(fifo)
     reason = python(f"""
         import json
-        from rnnrbm_studio import safe_files
+        from rnnrbm_studio.music import safe_files
         checks = []
         real_check = safe_files._refuse_unless_regular
         def first_check_fooled(mode):  # the race: the path was a regular file when it was checked

@@ -17,13 +17,14 @@ import pytest
 from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, live_processes_in_group,  # noqa: F401
                         own_fluidsynth, own_jack_server, process_running, scale_model, sender_processes_of,
                         start_cli, wait_until)
-from rnnrbm_studio import ports, sender
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.live import ports
+from rnnrbm_studio.live import sender
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import build_parser, main
 from rnnrbm_studio.errors import StudioError
-from rnnrbm_studio.jack_watch import SERVER_GONE
-from rnnrbm_studio.pianoroll import RollSettings, read_midi
-from rnnrbm_studio.player import LivePlayer
+from rnnrbm_studio.live.jack_watch import SERVER_GONE
+from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.live.player import LivePlayer
 
 
 @pytest.fixture
@@ -441,7 +442,7 @@ def test_play_leaves_an_ignored_sighup_ignored(monkeypatch, model_file, no_port_
         seen["term"] = signal.getsignal(signal.SIGTERM)
         raise StudioError("stop here")
 
-    from rnnrbm_studio import checkpoint
+    from rnnrbm_studio.training import checkpoint
     monkeypatch.setattr(checkpoint, "load_model", load_and_look)
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

@@ -16,10 +16,10 @@ import pytest
 from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, process_running,  # noqa: F401
                         record_audio, scale_model, sender_processes_of, start_cli, unbalanced_notes, wait_until,
                         wav_rms)
-from rnnrbm_studio import ports
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
-from rnnrbm_studio.pianoroll import RollSettings, read_midi
-from rnnrbm_studio.player import LivePlayer
+from rnnrbm_studio.live import ports
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.live.player import LivePlayer
 
 pytestmark = pytest.mark.jack
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from rnnrbm_studio import pianoroll
+from rnnrbm_studio.music import pianoroll
 from rnnrbm_studio.errors import StudioError
-from rnnrbm_studio.pianoroll import (
+from rnnrbm_studio.music.pianoroll import (
     MidiReadError, RollSettings, estimate_transposition_to_c, note_name, notes_to_roll, read_midi,
     roll_duration_seconds, roll_to_midi, roll_to_notes, transpose_roll,
 )

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from jack_synth import FakePort, ScriptedModel, heard_roll, scale_model, unbalanced_notes
-from rnnrbm_studio import player as player_module
-from rnnrbm_studio.clock import FakeClock
-from rnnrbm_studio.pianoroll import RollSettings, read_midi
-from rnnrbm_studio.player import PAUSED, PLAYING, STOPPED, LivePlayer
-from rnnrbm_studio.ports import PortError
+from rnnrbm_studio.live import player as player_module
+from rnnrbm_studio.live.clock import FakeClock
+from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.live.player import PAUSED, PLAYING, STOPPED, LivePlayer
+from rnnrbm_studio.live.ports import PortError
 
 
 class Session:
@@ -266,7 +266,7 @@ def test_reset_and_prime_set_the_state_from_the_next_frame(session_factory):
 def test_prime_from_a_midi_file(session_factory, tmp_path):
     primer = np.zeros((4, 88), dtype=np.uint8)
     primer[:, 39 + 3] = 1
-    from rnnrbm_studio.pianoroll import roll_to_midi
+    from rnnrbm_studio.music.pianoroll import roll_to_midi
 
     roll_to_midi(primer, tmp_path / "primer.mid", steps_per_beat=2)
     s = session_factory(scale_model())

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from jack_synth import ScriptedModel, heard_roll, scale_model, unbalanced_notes, wait_until
-from rnnrbm_studio import ports
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.live import ports
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import main
-from rnnrbm_studio.player import LivePlayer
-from rnnrbm_studio.ports import PortError
+from rnnrbm_studio.live.player import LivePlayer
+from rnnrbm_studio.live.ports import PortError
 
 NO_JACK = {"MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK", "JACK_DEFAULT_SERVER": "rnnrbm-no-such-server",
            "JACK_NO_START_SERVER": "1"}
@@ -233,7 +233,7 @@ def test_sender_process_releases_its_notes_when_the_app_dies(tmp_path):
     record = tmp_path / "sent.txt"
     app = subprocess.run([sys.executable, "-c", (
         "import os, signal, sys, mido\n"
-        "from rnnrbm_studio.ports import SenderProcessPort\n"
+        "from rnnrbm_studio.live.ports import SenderProcessPort\n"
         "port = SenderProcessPort(record_to=sys.argv[1])\n"
         "for note in (60, 64):\n"
         "    port.send(mido.Message('note_on', channel=3, note=note, velocity=80))\n"

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnrbm_studio.checkpoint import load_checkpoint
+from rnnrbm_studio.training.checkpoint import load_checkpoint
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn, valid_log_likelihoods
-from rnnrbm_studio.train import TrainConfig, Trainer
+from rnnrbm_studio.training.recipes import learning_rate_factor, pretrain_rbm, pretrain_rnn, valid_log_likelihoods
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer
 
 
 def alternating_chords(length=60, V=12) -> np.ndarray:

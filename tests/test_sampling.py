@@ -6,7 +6,7 @@ import torch
 
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
 from rnnrbm_studio.sampling import BernoulliSampler, UniformStream
-from rnnrbm_studio.train import TrainConfig, Trainer
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer
 
 
 def same_state(a, b) -> bool:

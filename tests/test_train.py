@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.checkpoint import CheckpointError, load_checkpoint, load_model
+from rnnrbm_studio.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.train import TrainConfig, Trainer, TrainProgress, _pad
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer, TrainProgress, _pad
 
 from midi_fixtures import arpeggio_roll
 from test_model import ThresholdSampler
@@ -286,7 +286,7 @@ def test_resume_after_a_stop_continues_from_the_saved_weights(tmp_path):
 
 
 def test_resume_refuses_a_file_without_training_state(tmp_path):
-    from rnnrbm_studio.checkpoint import model_payload, save_checkpoint
+    from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
     from rnnrbm_studio.errors import StudioError
 
     save_checkpoint(tmp_path / "model.pt", model_payload(small_model()))

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio import checkpoint as checkpoint_module
-from rnnrbm_studio.checkpoint import CheckpointWriteError, load_checkpoint, load_model
+from rnnrbm_studio.training import checkpoint as checkpoint_module
+from rnnrbm_studio.training.checkpoint import CheckpointWriteError, load_checkpoint, load_model
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.model import RnnRbmConfig
-from rnnrbm_studio.run_lock import OutputBusy, lock_path_of, output_lock
-from rnnrbm_studio.train import TrainConfig, Trainer, build_model
+from rnnrbm_studio.training.run_lock import OutputBusy, lock_path_of, output_lock
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer, build_model
 
 from midi_fixtures import write_arpeggio_corpus
 

@@ -9,8 +9,8 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from jack_synth import (CHURCH_ORGAN, fluidsynth, jack_server, own_fluidsynth, own_jack_server,  # noqa: E402,F401
                         scale_model, wait_until)
-from rnnrbm_studio.jack_watch import SERVER_GONE  # noqa: E402
-from rnnrbm_studio.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.live.jack_watch import SERVER_GONE  # noqa: E402
+from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
 from ui_helpers import assert_no_qt_leaks  # noqa: E402
 

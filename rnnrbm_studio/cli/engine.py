@@ -63,7 +63,7 @@ def model_path_or_default(path: str | None) -> Path:
 
 def check_output_file(out: Path, temporary_name: str | None = None) -> None:
     """StudioError unless `out` can be written in an existing folder (a typo should not make folders)."""
-    from ..checkpoint import check_writable
+    from ..training.checkpoint import check_writable
 
     if not out.parent.is_dir():
         raise StudioError(f"cannot write {out}: no such folder {out.parent}")
@@ -72,8 +72,8 @@ def check_output_file(out: Path, temporary_name: str | None = None) -> None:
 
 # --------------------------------------------------------------------------------- generate
 def generate_command(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model, roll_settings_of
-    from ..pianoroll import read_midi, roll_to_midi
+    from ..training.checkpoint import load_model, roll_settings_of
+    from ..music.pianoroll import read_midi, roll_to_midi
 
     path = model_path_or_default(args.model)
     model, payload = load_model(path)
@@ -105,7 +105,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- info
 def info_command(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint, roll_settings_of
+    from ..training.checkpoint import load_checkpoint, roll_settings_of
 
     path = model_path_or_default(args.model)
     payload = load_checkpoint(path)
@@ -146,7 +146,7 @@ def info_command(args: argparse.Namespace) -> int:
 
 
 def export_params_command(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model, write_atomically
+    from ..training.checkpoint import load_model, write_atomically
 
     model, _ = load_model(args.model)
     arrays = model.tutorial_arrays()

@@ -77,7 +77,7 @@ def register(subparsers) -> None:
 
 
 def ports_command(args: argparse.Namespace) -> int:
-    from .. import ports
+    from ..live import ports
 
     with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
         names = ports.list_output_ports()
@@ -146,10 +146,10 @@ def play_command(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
-    from .. import ports
-    from ..checkpoint import load_model, roll_settings_of
-    from ..pianoroll import MidiReadError, RollSettings, read_midi
-    from ..player import LivePlayer
+    from ..live import ports
+    from ..training.checkpoint import load_model, roll_settings_of
+    from ..music.pianoroll import MidiReadError, RollSettings, read_midi
+    from ..live.player import LivePlayer
     from .engine import model_path_or_default
 
     record = check_record_path(args.record) if args.record else None  # before anything is played

@@ -20,7 +20,7 @@ MAX_PIECES = 1_000_000
 
 
 def register(subparsers) -> None:
-    from ..evaluate import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
+    from ..quality.evaluate import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
 
     ev = subparsers.add_parser(
         "eval", help="measure a model on a corpus: log-likelihood per step (AIS), frame accuracy, monitor",
@@ -57,9 +57,9 @@ def register(subparsers) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import load_checkpoint, load_model, roll_settings_of, save_checkpoint
-    from ..corpus import load_corpus
-    from ..evaluate import evaluate_model
+    from ..training.checkpoint import load_checkpoint, load_model, roll_settings_of, save_checkpoint
+    from ..music.corpus import load_corpus
+    from ..quality.evaluate import evaluate_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,7 +86,7 @@ def eval_command(args: argparse.Namespace) -> int:
     values = result.to_dict()
     values.update(model=str(args.model), data=str(args.data))
     if args.record:
-        from ..run_lock import output_lock
+        from ..training.run_lock import output_lock
 
         with output_lock(args.model):  # a training run writing the file would overwrite the record
             current = load_checkpoint(args.model)

@@ -147,7 +147,7 @@ GRID_OPTIONS = {"steps_per_beat": "steps_per_beat", "seconds_per_step": "seconds
 def recipe_defaults(recipe: str) -> dict:
     """The values --recipe gives the options in RECIPE_OPTIONS, by option dest."""
     from ..model import RnnRbmConfig
-    from ..train import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig
+    from ..training.trainer import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig
 
     base = {**asdict(TrainConfig()), "gibbs_steps": RnnRbmConfig().gibbs_steps}
     if recipe == "quality":
@@ -158,8 +158,8 @@ def recipe_defaults(recipe: str) -> dict:
 def with_recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """`train`'s options with the recipe's (and the engine's) values where none was given."""
     from ..model import RnnRbmConfig
-    from ..pianoroll import RollSettings
-    from ..train import TrainConfig
+    from ..music.pianoroll import RollSettings
+    from ..training.trainer import TrainConfig
 
     recipe = args.recipe or "tutorial"
     train, model, grid = asdict(TrainConfig()), asdict(RnnRbmConfig()), asdict(RollSettings())
@@ -173,7 +173,7 @@ def with_recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
 
 def train_config_from_args(args: argparse.Namespace):
     """The TrainConfig that `train`'s options describe (the recipe's values where none is given)."""
-    from ..train import TrainConfig
+    from ..training.trainer import TrainConfig
 
     args = with_recipe_defaults(args)
     return TrainConfig(learning_rate=args.lr, **{f: getattr(args, dest) for dest, f in RECIPE_OPTIONS.items()
@@ -193,13 +193,13 @@ def refuse_changes_on_resume(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------------- train
 def train_command(args: argparse.Namespace) -> int:
-    from ..checkpoint import check_writable, load_checkpoint, roll_settings_of
-    from ..corpus import load_corpus
+    from ..training.checkpoint import check_writable, load_checkpoint, roll_settings_of
+    from ..music.corpus import load_corpus
     from ..model import RnnRbmConfig
-    from ..pianoroll import RollSettings
-    from ..run_lock import output_lock
-    from ..train import Trainer, build_model
-    from ..training_state import check_resumable
+    from ..music.pianoroll import RollSettings
+    from ..training.run_lock import output_lock
+    from ..training.trainer import Trainer, build_model
+    from ..training.state import check_resumable
 
     refuse_changes_on_resume(args)
     chosen = with_recipe_defaults(args)
@@ -293,8 +293,8 @@ def _train_candidate_and_keep_the_better(first, candidate, out: Path, valid_roll
     """Train `candidate` (same recipe, other augmentation); `out` ends up holding the better of the two
     by valid log-likelihood, the other is renamed NAME.runner-up.pt (files are renamed, never rewritten
     in place, so a crash midway loses neither)."""
-    from ..checkpoint import load_checkpoint, load_model, save_checkpoint
-    from ..recipe import valid_log_likelihoods
+    from ..training.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from ..training.recipes import valid_log_likelihoods
 
     shift = candidate.config.key_shift
     print(f"candidate: the same recipe with --key-shift {shift}", file=sys.stderr)

@@ -13,11 +13,11 @@ from typing import Protocol
 import numpy as np
 from PySide6 import QtCore
 
-from .. import ports
+from ..live import ports
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..pianoroll import RollSettings
-from ..player import STOPPED, LivePlayer
+from ..music.pianoroll import RollSettings
+from ..live.player import STOPPED, LivePlayer
 
 log = logging.getLogger(__name__)
 

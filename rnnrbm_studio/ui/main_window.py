@@ -13,13 +13,13 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..assets import default_model_path, resource_path
-from ..checkpoint import CheckpointError, load_checkpoint, model_from_payload, model_payload, roll_settings_of
-from ..checkpoint import save_checkpoint
-from ..corpus import Corpus
+from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_payload, model_payload, roll_settings_of
+from ..training.checkpoint import save_checkpoint
+from ..music.corpus import Corpus
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..pianoroll import MidiReadError, read_midi, roll_to_midi
-from ..train import TrainProgress, TrainResult, build_model
+from ..music.pianoroll import MidiReadError, read_midi, roll_to_midi
+from ..training.trainer import TrainProgress, TrainResult, build_model
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView

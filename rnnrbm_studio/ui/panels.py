@@ -11,8 +11,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model import RnnRbmConfig
-from ..pianoroll import RollSettings
-from ..train import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress, quality_recipe
+from ..music.pianoroll import RollSettings
+from ..training.trainer import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress, quality_recipe
 
 
 def _spin(minimum, maximum, value, tooltip, step=1) -> QtWidgets.QSpinBox:

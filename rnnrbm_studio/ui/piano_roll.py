@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from ..pianoroll import LOWEST_PITCH, N_KEYS, note_name
+from ..music.pianoroll import LOWEST_PITCH, N_KEYS, note_name
 
 EMPTY, HELD, ONSET = 0, 1, 2
 # Colours for empty / held / newly struck keys: onsets stand out from sustained notes.

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from PySide6 import QtCore
 
-from ..corpus import LoadCancelled, load_corpus
+from ..music.corpus import LoadCancelled, load_corpus
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..pianoroll import RollSettings
-from ..train import TrainConfig, Trainer, TrainProgress
+from ..music.pianoroll import RollSettings
+from ..training.trainer import TrainConfig, Trainer, TrainProgress
 
 log = logging.getLogger(__name__)
 

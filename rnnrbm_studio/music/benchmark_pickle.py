@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .errors import StudioError
+from ..errors import StudioError
 from .pianoroll import RollSettings
 from .safe_files import FileRefused, display_name, read_regular_file
 from .safe_pickle import PickleRefused, restricted_loads

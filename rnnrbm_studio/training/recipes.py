@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import BernoulliSampler, RnnRbm
+from ..model import BernoulliSampler, RnnRbm
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def valid_log_likelihoods(models: Sequence[RnnRbm], valid_rolls: Sequence[np.nda
     Unlike the per-epoch check (8 chains x 40 temperatures, optimistic for sharp models), this is the
     evaluation's converged setting, same random numbers for every model; compare `mean_floored`.
     """
-    from .evaluate import conditional_frames, leading_frames, log_likelihood
+    from ..quality.evaluate import conditional_frames, leading_frames, log_likelihood
 
     rolls = leading_frames(valid_rolls, frames)
     estimates = []

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import BernoulliSampler, RnnRbm
+from ..model import BernoulliSampler, RnnRbm
 
 log = logging.getLogger(__name__)
 

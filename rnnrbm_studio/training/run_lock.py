@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from .checkpoint import TEMPORARY_SUFFIX
-from .errors import StudioError
+from ..errors import StudioError
 
 try:
     import fcntl

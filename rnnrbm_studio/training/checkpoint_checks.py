@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .limits import MODEL_FIELDS, ROLL_FIELDS, ROLL_OPTIONAL, TRAIN_FIELDS, TRAIN_OPTIONAL, bounds, is_open_low
+from ..limits import MODEL_FIELDS, ROLL_FIELDS, ROLL_OPTIONAL, TRAIN_FIELDS, TRAIN_OPTIONAL, bounds, is_open_low
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,8 @@ def _check_optimizer_state(state: Any) -> None:
 
 
 def _check_rng(rng: Any) -> None:
-    from .checkpoint import rng_state_from_lists
-    from .sampling import BernoulliSampler
+    from .rng_state import rng_state_from_lists
+    from ..sampling import BernoulliSampler
 
     if not isinstance(rng, dict):
         raise Invalid(f"rng is {_shown(rng)}, not a table of random states")
@@ -249,7 +249,7 @@ def _check_rng(rng: Any) -> None:
 
 
 def check_shuffle_state(state: Any, where: str) -> None:
-    from .checkpoint import rng_state_as_tuples
+    from .rng_state import rng_state_as_tuples
 
     try:
         random.Random().setstate(rng_state_as_tuples(state))

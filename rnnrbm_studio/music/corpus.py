@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .benchmark_pickle import BenchmarkPickleError, read_benchmark_pickle
-from .errors import StudioError
+from ..errors import StudioError
 from .pianoroll import MAX_FILE_BYTES, MidiReadError, RollSettings, read_midi, roll_duration_seconds
 from .safe_files import FileRefused, display_name, path_kind_error, read_regular_file
 

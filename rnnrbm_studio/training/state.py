@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import (CheckpointError, load_checkpoint, model_from_payload, rng_state_as_tuples,
-                         rng_state_from_lists, rng_state_to_lists)
-from .pianoroll import RollSettings
-from .train_config import TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, model_from_payload
+from .rng_state import rng_state_as_tuples, rng_state_from_lists, rng_state_to_lists
+from ..music.pianoroll import RollSettings
+from .config import TrainConfig
 
 
 def trainer_payload(trainer) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Measured on a loaded 2-core machine, a training run in the app's process delays 
 through the GIL by up to 15 ms (p99 9 ms); from its own process, at real-time priority where
 allowed, the same sends were at most 0.65 ms late. The player hands each frame over a little
 before its deadline and this process sends it on time. It also releases every note it started if
-the app dies. Started as `python -m rnnrbm_studio.sender`.
+the app dies. Started as `python -m rnnrbm_studio.live.sender`.
 
 Signals: this process stays in the app's process group (a supervisor that kills the group with
 SIGKILL takes it along, and it shows with its parent in job control) but ignores SIGINT, SIGTERM
@@ -93,11 +93,11 @@ class SenderProcessPort:
 
     def __init__(self, name: str | None = None, *, virtual: bool = False, record_to: str | None = None,
                  start_timeout: float = 20.0):
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])  # the folder holding rnnrbm_studio/
         env = dict(os.environ)
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", "rnnrbm_studio.sender"],
+            self._process = subprocess.Popen([sys.executable, "-m", "rnnrbm_studio.live.sender"],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         except OSError as error:
             raise PortError(f"cannot start the MIDI sender process ({error})") from None
@@ -235,7 +235,7 @@ class _RecordingPort:
 
 
 def _sender_main() -> int:
-    """The child side of SenderProcessPort: `python -m rnnrbm_studio.sender`."""
+    """The child side of SenderProcessPort: `python -m rnnrbm_studio.live.sender`."""
     # Ctrl+C, a closed terminal (SIGHUP) and SIGTERM reach the whole process group; the parent
     # decides when this process stops (the module docstring says why it is not in its own session).
     for name in _IGNORED_SIGNALS:

@@ -19,7 +19,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from .errors import StudioError
+from ..errors import StudioError
 from .midi_scan import MidiTooCostly, check_midi_cost
 from .safe_files import FileRefused, read_regular_file
 

@@ -34,7 +34,7 @@ from typing import Iterable
 
 import mido
 
-from .errors import StudioError
+from ..errors import StudioError
 
 log = logging.getLogger(__name__)
 

@@ -22,16 +22,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointWriteError, rng_state_to_lists, save_checkpoint
-from .evaluate import conditional_frames, leading_frames, log_likelihood
-from .model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from .pianoroll import RollSettings, transpose_roll
-from .recipe import learning_rate_factor, pretrain_rbm, pretrain_rnn
+from .checkpoint import CheckpointWriteError, save_checkpoint
+from .rng_state import rng_state_to_lists
+from ..quality.evaluate import conditional_frames, leading_frames, log_likelihood
+from ..model import BernoulliSampler, RnnRbm, RnnRbmConfig
+from ..music.pianoroll import RollSettings, transpose_roll
+from .recipes import learning_rate_factor, pretrain_rbm, pretrain_rnn
 from .run_lock import output_lock
 # the settings and reports live in train_config.py; importers have always found them here
-from .train_config import (QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress,  # noqa: F401
+from .config import (QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress,  # noqa: F401
                            TrainResult, quality_recipe)
-from .training_state import resume_trainer, trainer_payload
+from .state import resume_trainer, trainer_payload
 
 log = logging.getLogger(__name__)
 

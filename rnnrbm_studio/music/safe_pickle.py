@@ -18,7 +18,7 @@ import io
 import pickle
 import pickletools
 
-from .errors import StudioError
+from ..errors import StudioError
 
 # The walk costs 0.2-0.4 us per binary opcode and twice that for a text one (protocols 0 and 1 write
 # numbers as lines), which therefore counts twice. The Nottingham pickle has 1.8 million opcodes.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from mido.messages.specs import SPEC_BY_STATUS
 from mido.midifiles.midifiles import MAX_MESSAGE_LENGTH
 
-from .errors import StudioError
+from ..errors import StudioError
 
 # Chosen so that the worst file within the caps is read in about 2.4 s and 175 MB on these 2-core
 # machines at load 2-3 (benchmarks/bench_hostile_files.py): within 5 s and 500 MB with room to spare.

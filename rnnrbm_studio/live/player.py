@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 from .clock import Clock, MonotonicClock, gil_switching, raise_this_thread_to_realtime
-from .model import BernoulliSampler
-from .pianoroll import RollSettings, read_midi, roll_to_midi
+from ..model import BernoulliSampler
+from ..music.pianoroll import RollSettings, read_midi, roll_to_midi
 from .ports import ALL_NOTES_OFF, PortError, all_notes_off_messages
 
 log = logging.getLogger(__name__)

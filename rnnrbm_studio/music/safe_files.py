@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 
-from .errors import StudioError
+from ..errors import StudioError
 
 MiB = 2 ** 20
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)

@@ -19,14 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-import numpy as np
 import torch
 
 from .checkpoint_checks import Invalid, check_fields, check_weights, validate_payload, weight_shapes
-from .errors import StudioError
-from .limits import MODEL_FIELDS
-from .model import RnnRbm, RnnRbmConfig
-from .pianoroll import RollSettings
+from ..errors import StudioError
+from ..limits import MODEL_FIELDS
+from ..model import RnnRbm, RnnRbmConfig
+from ..music.pianoroll import RollSettings
 
 log = logging.getLogger(__name__)
 
@@ -199,37 +198,3 @@ def model_payload(model: RnnRbm, roll_settings: RollSettings | None = None, **ex
     """A checkpoint payload for a model alone (no optimiser, no progress): for saving from the app."""
     return {"model_config": model.config.to_dict(), "model_state": model.state_dict(),
             "roll_settings": (roll_settings or RollSettings()).to_dict(), **extra}
-
-
-def rng_state_to_lists(state):
-    """RNG states as plain lists and ints, which torch.load(weights_only=True) accepts."""
-    if isinstance(state, dict):
-        return {k: rng_state_to_lists(v) for k, v in state.items()}
-    if isinstance(state, (tuple, list)):
-        return [rng_state_to_lists(v) for v in state]
-    if isinstance(state, np.ndarray):
-        return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}
-    if isinstance(state, np.integer):
-        return int(state)
-    return state
-
-
-_RNG_DTYPES = ("uint64", "uint32", "int64", "int32", "uint8")
-
-
-def rng_state_from_lists(state):
-    """The inverse of rng_state_to_lists."""
-    if isinstance(state, dict):
-        if "__ndarray__" in state:
-            if state.get("dtype") not in _RNG_DTYPES:  # a file could name a dtype of gigabytes per item
-                raise ValueError(f"unexpected dtype {state.get('dtype')!r} in a random state")
-            return np.array(state["__ndarray__"], dtype=state["dtype"])
-        return {k: rng_state_from_lists(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [rng_state_from_lists(v) for v in state]
-    return state
-
-
-def rng_state_as_tuples(state):
-    """Lists back to the nested tuples random.Random.setstate wants."""
-    return tuple(rng_state_as_tuples(v) for v in state) if isinstance(state, list) else state

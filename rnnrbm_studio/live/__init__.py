@@ -1,0 +1,1 @@
+"""Live playback: the player, its clock, MIDI ports and the sender process."""

@@ -1,0 +1,1 @@
+"""Training: the trainer, its configuration and recipes, checkpoints and the run's lock."""
