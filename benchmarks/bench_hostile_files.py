@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rnnrbm_studio.music.midi_scan import MAX_EVENTS, MAX_SYSEX_BYTES  # noqa: E402
-from rnnrbm_studio.music.pianoroll import MAX_FILE_BYTES  # noqa: E402
+from rnnrbm_studio.music.midi_files import MAX_FILE_BYTES  # noqa: E402
 
 BOUND_SECONDS = 5.0
 BOUND_MB = 500.0

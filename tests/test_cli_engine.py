@@ -17,7 +17,7 @@ import torch
 
 from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
-from rnnrbm_studio.music.pianoroll import read_midi
+from rnnrbm_studio.music.midi_files import read_midi
 
 from midi_fixtures import write_arpeggio_corpus, write_notes
 

@@ -13,7 +13,8 @@ from rnnrbm_studio.music.corpus import (
     PARALLEL_THRESHOLD, CorpusError, LoadCancelled, RollCache, find_midi_files, load_benchmark_pickle, load_corpus,
 )
 from rnnrbm_studio.errors import StudioError
-from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.music.midi_files import read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings
 
 from midi_fixtures import arpeggio_roll, roll_notes, write_arpeggio_corpus, write_notes
 

@@ -29,7 +29,8 @@ from rnnrbm_studio.music import midi_scan
 from rnnrbm_studio.assets import default_model_path
 from rnnrbm_studio.music.corpus import CorpusError, RollCache, load_corpus
 from rnnrbm_studio.music.midi_scan import check_midi_cost
-from rnnrbm_studio.music.pianoroll import MidiReadError, RollSettings, notes_to_roll, read_midi
+from rnnrbm_studio.music.midi_files import MidiReadError, read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings, notes_to_roll
 from rnnrbm_studio.music.safe_files import display_name
 from rnnrbm_studio.music.safe_pickle import PickleRefused, _NoGlobalsUnpickler, restricted_load, restricted_loads
 
@@ -278,7 +279,7 @@ def test_a_fifo_or_device_named_as_the_data_or_a_primer_is_one_line(tmp_path):
     errors = python(f"""
         import json
         from rnnrbm_studio.music.corpus import load_corpus
-        from rnnrbm_studio.music.pianoroll import read_midi
+        from rnnrbm_studio.music.midi_files import read_midi
         from rnnrbm_studio.errors import StudioError
         out = {{}}
         for name, call in [("corpus fifo", lambda: load_corpus({str(fifo)!r})),

@@ -23,7 +23,8 @@ from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import build_parser, main
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.live.jack_watch import SERVER_GONE
-from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.music.midi_files import read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings
 from rnnrbm_studio.live.player import LivePlayer
 
 

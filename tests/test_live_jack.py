@@ -18,7 +18,8 @@ from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, proc
                         wav_rms)
 from rnnrbm_studio.live import ports
 from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
-from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.music.midi_files import read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings
 from rnnrbm_studio.live.player import LivePlayer
 
 pytestmark = pytest.mark.jack

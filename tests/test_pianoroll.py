@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from rnnrbm_studio.music import pianoroll
+from rnnrbm_studio.music import midi_files
 from rnnrbm_studio.errors import StudioError
+from rnnrbm_studio.music.midi_files import MidiReadError, read_midi, roll_to_midi
 from rnnrbm_studio.music.pianoroll import (
-    MidiReadError, RollSettings, estimate_transposition_to_c, note_name, notes_to_roll, read_midi,
-    roll_duration_seconds, roll_to_midi, roll_to_notes, transpose_roll,
+    RollSettings, estimate_transposition_to_c, note_name, notes_to_roll, roll_duration_seconds, roll_to_notes,
+    transpose_roll,
 )
 
 from midi_fixtures import (
@@ -263,7 +264,7 @@ def test_unknown_chunks_are_skipped_as_the_smf_spec_requires():
 
 def test_files_over_the_size_limit_are_refused_before_reading(tmp_path, monkeypatch):
     path = write_notes(tmp_path / "a.mid", [(60, 0, 480)])
-    monkeypatch.setattr(pianoroll, "MAX_FILE_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(midi_files, "MAX_FILE_BYTES", path.stat().st_size - 1)
     with pytest.raises(MidiReadError, match="too large"):
         read_midi(path)
     with pytest.raises(MidiReadError, match="too large"):

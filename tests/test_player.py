@@ -14,7 +14,8 @@ import pytest
 from jack_synth import FakePort, ScriptedModel, heard_roll, scale_model, unbalanced_notes
 from rnnrbm_studio.live import player as player_module
 from rnnrbm_studio.live.clock import FakeClock
-from rnnrbm_studio.music.pianoroll import RollSettings, read_midi
+from rnnrbm_studio.music.midi_files import read_midi
+from rnnrbm_studio.music.pianoroll import RollSettings
 from rnnrbm_studio.live.player import PAUSED, PLAYING, STOPPED, LivePlayer
 from rnnrbm_studio.live.ports import PortError
 
@@ -266,7 +267,7 @@ def test_reset_and_prime_set_the_state_from_the_next_frame(session_factory):
 def test_prime_from_a_midi_file(session_factory, tmp_path):
     primer = np.zeros((4, 88), dtype=np.uint8)
     primer[:, 39 + 3] = 1
-    from rnnrbm_studio.music.pianoroll import roll_to_midi
+    from rnnrbm_studio.music.midi_files import roll_to_midi
 
     roll_to_midi(primer, tmp_path / "primer.mid", steps_per_beat=2)
     s = session_factory(scale_model())

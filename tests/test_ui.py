@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint  # noqa: E402
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig  # noqa: E402
-from rnnrbm_studio.music.pianoroll import roll_to_midi  # noqa: E402
+from rnnrbm_studio.music.midi_files import roll_to_midi  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
 
 from ui_helpers import FakePortProvider, assert_no_qt_leaks  # noqa: E402

@@ -73,7 +73,7 @@ def check_output_file(out: Path, temporary_name: str | None = None) -> None:
 # --------------------------------------------------------------------------------- generate
 def generate_command(args: argparse.Namespace) -> int:
     from ..training.checkpoint import load_model, roll_settings_of
-    from ..music.pianoroll import read_midi, roll_to_midi
+    from ..music.midi_files import read_midi, roll_to_midi
 
     path = model_path_or_default(args.model)
     model, payload = load_model(path)

@@ -148,7 +148,8 @@ def play_command(args: argparse.Namespace) -> int:
 def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     from ..live import ports
     from ..training.checkpoint import load_model, roll_settings_of
-    from ..music.pianoroll import MidiReadError, RollSettings, read_midi
+    from ..music.midi_files import MidiReadError, read_midi
+    from ..music.pianoroll import RollSettings
     from ..live.player import LivePlayer
     from .engine import model_path_or_default
 
@@ -233,7 +234,7 @@ def check_record_path(text: str) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise StudioError(f"--record {text}: the folder {str(folder)!r} does not exist")
-    # the recording is written next to it and renamed over it (pianoroll.save_midi_atomically): try that
+    # the recording is written next to it and renamed over it (midi_files.save_midi_atomically): try that
     probe = folder / f".{path.name}.{os.getpid()}.check"
     try:
         with open(probe, "xb"):

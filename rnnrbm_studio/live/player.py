@@ -44,7 +44,8 @@ import torch
 
 from .clock import Clock, MonotonicClock, gil_switching, raise_this_thread_to_realtime
 from ..model import BernoulliSampler
-from ..music.pianoroll import RollSettings, read_midi, roll_to_midi
+from ..music.midi_files import read_midi, roll_to_midi
+from ..music.pianoroll import RollSettings
 from .ports import ALL_NOTES_OFF, PortError, all_notes_off_messages
 
 log = logging.getLogger(__name__)

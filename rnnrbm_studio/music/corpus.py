@@ -28,7 +28,8 @@ import numpy as np
 
 from .benchmark_pickle import BenchmarkPickleError, read_benchmark_pickle
 from ..errors import StudioError
-from .pianoroll import MAX_FILE_BYTES, MidiReadError, RollSettings, read_midi, roll_duration_seconds
+from .midi_files import MAX_FILE_BYTES, MidiReadError, read_midi
+from .pianoroll import RollSettings, roll_duration_seconds
 from .safe_files import FileRefused, display_name, path_kind_error, read_regular_file
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from ..training.checkpoint import save_checkpoint
 from ..music.corpus import Corpus
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..music.pianoroll import MidiReadError, read_midi, roll_to_midi
+from ..music.midi_files import MidiReadError, read_midi, roll_to_midi
 from ..training.trainer import TrainProgress, TrainResult, build_model
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
