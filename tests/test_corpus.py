@@ -10,8 +10,10 @@ import pytest
 
 from rnnrbm_studio.music import corpus as corpus_module
 from rnnrbm_studio.music.corpus import (
-    PARALLEL_THRESHOLD, CorpusError, LoadCancelled, RollCache, find_midi_files, load_benchmark_pickle, load_corpus,
+    PARALLEL_THRESHOLD, CorpusError, LoadCancelled, load_benchmark_pickle, load_corpus,
 )
+from rnnrbm_studio.music.corpus_folder import find_midi_files
+from rnnrbm_studio.music.roll_cache import RollCache
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.music.midi_files import read_midi
 from rnnrbm_studio.music.pianoroll import RollSettings

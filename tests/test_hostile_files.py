@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnrbm_studio.music import corpus as corpus_module
-from rnnrbm_studio.music import midi_scan
+from rnnrbm_studio.music import midi_scan, roll_cache
 from rnnrbm_studio.assets import default_model_path
-from rnnrbm_studio.music.corpus import CorpusError, RollCache, load_corpus
+from rnnrbm_studio.music.corpus import CorpusError, load_corpus
+from rnnrbm_studio.music.roll_cache import RollCache
 from rnnrbm_studio.music.midi_scan import check_midi_cost
 from rnnrbm_studio.music.midi_files import MidiReadError, read_midi
 from rnnrbm_studio.music.pianoroll import RollSettings, notes_to_roll
@@ -605,7 +606,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_the_load_succeeds(tmp_path, mo
             args[0].write(b"PK partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    target = corpus_module.np if failing == "savez" else corpus_module.os
+    target = roll_cache.np if failing == "savez" else roll_cache.os
     monkeypatch.setattr(target, failing, no_space)
     loaded = load_corpus(folder, cache_dir=cache)
     assert [p.name for p in loaded.pieces()] == ["ok.mid"]
