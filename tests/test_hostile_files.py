@@ -356,14 +356,41 @@ def test_a_folder_nested_thousands_deep_is_searched_without_recursion(deep_folde
     assert sorted(p.name.split("/")[-1] for p in loaded.pieces()) == ["deep.mid", "top.mid"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+# Root reads any file whatever its mode, through these two capabilities; CI runs as root. A process
+# drops them from its own effective and permitted sets (no privilege needed to give one up), and is
+# then held to the mode bits like any user. Not setuid to nobody: the interpreter may live under a
+# root-only home (pyenv in /root), which nobody cannot run.
+DROP_FILE_PERMISSION_OVERRIDES = """
+    import ctypes
+    CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, LINUX_CAPABILITY_VERSION_3 = 1, 2, 0x20080522
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, sets = Header(LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    assert libc.capget(ctypes.byref(header), sets) == 0, ctypes.get_errno()
+    overrides = (1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)
+    sets[0].effective &= ~overrides
+    sets[0].permitted &= ~overrides
+    sets[0].inheritable &= ~overrides
+    assert libc.capset(ctypes.byref(header), sets) == 0, ctypes.get_errno()
+"""
+
+
 def test_an_unreadable_file_is_skipped_with_its_reason(tmp_path):
     folder = tmp_path / "d"
     good_midi(folder / "ok.mid")
     locked = good_midi(folder / "locked.mid")
     locked.chmod(0)
-    loaded = load_corpus(folder, cache_dir=tmp_path / "cache")
-    assert {s.path: s.reason for s in loaded.skipped} == {"locked.mid": "cannot read file (Permission denied)"}
+    skipped = python(DROP_FILE_PERMISSION_OVERRIDES + f"""
+    import json
+    from rnnrbm_studio.music.corpus import load_corpus
+    loaded = load_corpus({str(folder)!r}, cache_dir={str(tmp_path / "cache")!r})
+    print(json.dumps({{s.path: s.reason for s in loaded.skipped}}))
+    """)
+    assert skipped == {"locked.mid": "cannot read file (Permission denied)"}
 
 
 # ------------------------------------------------------------------- MIDI parsing is bounded

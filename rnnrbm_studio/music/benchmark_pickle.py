@@ -45,7 +45,7 @@ def read_benchmark_pickle(path: str | os.PathLike, settings: RollSettings) -> di
         splits = _checked_splits(content, settings)
     except ValueError as error:
         raise BenchmarkPickleError(f"{name} is not a usable benchmark pickle: {error}") from None
-    return {split: [_roll(sequence, settings) for sequence in sequences] for split, sequences in splits.items()}
+    return {split: [_sequence_to_roll(sequence, settings) for sequence in sequences] for split, sequences in splits.items()}
 
 
 def _checked_splits(content: dict, settings: RollSettings) -> dict[str, list]:
@@ -87,7 +87,7 @@ def _checked_splits(content: dict, settings: RollSettings) -> dict[str, list]:
     return splits
 
 
-def _roll(sequence, settings: RollSettings) -> np.ndarray:
+def _sequence_to_roll(sequence, settings: RollSettings) -> np.ndarray:
     """A checked sequence as a roll; notes outside the piano's keys are left out (as notes_to_roll)."""
     lengths = np.fromiter(map(len, sequence), dtype=np.int64, count=len(sequence))
     pitches = np.fromiter(itertools.chain.from_iterable(sequence), dtype=np.int64, count=int(lengths.sum()))

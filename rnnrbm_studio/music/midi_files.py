@@ -201,23 +201,23 @@ def _tick_to_seconds(tempos: list[tuple[int, int]], ticks_per_beat: int):
 
 
 def _midi_to_roll(midi: mido.MidiFile, settings: RollSettings, name: str) -> PianoRoll:
-    tpb = midi.ticks_per_beat
-    if not tpb or tpb <= 0:
-        raise MidiReadError(f"invalid ticks per beat ({tpb}); SMPTE time is not supported")
+    ticks_per_beat = midi.ticks_per_beat
+    if not ticks_per_beat or ticks_per_beat <= 0:
+        raise MidiReadError(f"invalid ticks per beat ({ticks_per_beat}); SMPTE time is not supported")
     notes, tempos, drum_notes = _collect_notes(midi, settings.include_drums)
     bpm = mido.tempo2bpm(sorted(tempos)[0][1]) if tempos else DEFAULT_BPM
 
     if settings.seconds_per_step:
-        seconds = _tick_to_seconds(tempos, tpb)
-        dt = float(settings.seconds_per_step)
+        seconds_at = _tick_to_seconds(tempos, ticks_per_beat)
+        seconds_per_step = float(settings.seconds_per_step)
 
         def to_frame(tick: int) -> int:
-            return int(round(seconds(tick) / dt))
+            return int(round(seconds_at(tick) / seconds_per_step))
     else:
-        scale = settings.steps_per_beat / tpb
+        steps_per_tick = settings.steps_per_beat / ticks_per_beat
 
         def to_frame(tick: int) -> int:
-            return int(round(tick * scale))
+            return int(round(tick * steps_per_tick))
 
     spans = []
     for note in notes:

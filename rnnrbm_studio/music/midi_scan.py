@@ -6,7 +6,7 @@ file of 5 million events took 155 s and 4.2 GB. `check_midi_cost` walks the byte
 reader frames them (chunk headers, variable-length numbers, running status, meta and sysex lengths),
 counting, and refuses a file once it is over the caps, without building anything (0.6 us per event).
 Where mido would raise, it stops counting and lets mido give its own reason, so every file within the
-caps reads exactly as before; the one malformation it refuses itself is a variable-length number
+caps reads exactly as mido alone reads it; the one malformation it refuses itself is a variable-length number
 longer than the SMF's 4 bytes, which mido would decode at a cost growing with its square.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class _Stop(Exception):
 def check_midi_cost(data: bytes, spent: int = 0) -> int:
     """spent plus the events mido will build from data; raises MidiTooCostly once that is over
     MAX_EVENTS (spent: what an earlier parse of the same file cost)."""
-    counter = _Counter(data, MAX_EVENTS, spent)
+    counter = _EventCounter(data, MAX_EVENTS, spent)
     try:
         counter.walk()
     except _Stop:
@@ -48,7 +48,7 @@ def check_midi_cost(data: bytes, spent: int = 0) -> int:
     return counter.events
 
 
-class _Counter:
+class _EventCounter:
     def __init__(self, data: bytes, budget: int, spent: int):
         self.data = data
         self.budget = budget

@@ -4,7 +4,8 @@ A path typed or dropped by a user may name a FIFO (opening or reading it waits f
 comes), a device such as /dev/zero (endless), a directory, or a file far larger than any MIDI file or
 benchmark pickle; a symbolic link may lead to any of these. `read_regular_file` reads only regular
 files, judged on the descriptor it opened (so a link or a file swapped after the check cannot slip
-through), and never reads more than its cap. Every user file the package reads goes through it.
+through), and never reads more than its cap. Every MIDI file, benchmark pickle and roll cache
+entry is read through it.
 
 File names are bytes on Linux; Python hands undecodable bytes over as lone surrogates, which cannot
 be encoded for a terminal or shown by Qt. `display_name` makes such a name printable.
@@ -20,7 +21,7 @@ from ..errors import StudioError
 MiB = 2 ** 20
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                | getattr(os, "O_CLOEXEC", 0))
-_CHUNK = 1 << 20
+_READ_CHUNK_BYTES = 1 << 20
 
 
 class FileRefused(StudioError):
@@ -28,7 +29,7 @@ class FileRefused(StudioError):
     without the path (callers say which file)."""
 
 
-def _kind(mode: int) -> str:
+def _file_kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -42,7 +43,7 @@ def _kind(mode: int) -> str:
 
 def _refuse_unless_regular(mode: int) -> None:
     if not stat.S_ISREG(mode):
-        raise FileRefused(f"not a regular file ({_kind(mode)})")
+        raise FileRefused(f"not a regular file ({_file_kind(mode)})")
 
 
 def _too_large(size: int, max_bytes: int, what: str) -> FileRefused:
@@ -73,7 +74,7 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str = "this
             raise _too_large(status.st_size, max_bytes, what)
         chunks, total = [], 0
         while total <= max_bytes:  # st_size can be wrong (procfs says 0; the file may grow): bound the read
-            chunk = os.read(descriptor, min(_CHUNK, max_bytes + 1 - total))
+            chunk = os.read(descriptor, min(_READ_CHUNK_BYTES, max_bytes + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -95,7 +96,7 @@ def path_kind_error(path: str | os.PathLike) -> str | None:
         return f"cannot read {display_name(path)} ({error.strerror or type(error).__name__})"
     if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
         return None
-    return f"{display_name(path)} is not a regular file or a folder ({_kind(mode)})"
+    return f"{display_name(path)} is not a regular file or a folder ({_file_kind(mode)})"
 
 
 def display_name(name: str | os.PathLike) -> str:
