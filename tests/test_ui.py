@@ -5,6 +5,7 @@ on a signal or a condition.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import mido
@@ -226,9 +227,73 @@ def test_export_session_and_new_bars(qtbot, window, tmp_path):
     midi = mido.MidiFile(session)
     assert midi.length > 0
     bars = tmp_path / "bars.mid"
-    assert window.export_bars(bars, 4)
+    with qtbot.waitSignal(window.bars_export.exported, timeout=60_000) as exported:
+        assert window.export_bars(bars, 4) is not None  # generates in a worker
+    assert exported.args[0] == bars
     midi = mido.MidiFile(bars)
-    assert midi.ticks_per_beat > 0 and len(midi.tracks) == 1
+    assert len(midi.tracks) == 1
+    # 4 bars of 4 beats, the trailing silence included: the file lasts exactly what was asked for
+    assert sum(message.time for message in midi.tracks[0]) == 4 * 4 * midi.ticks_per_beat
+    assert midi.length == pytest.approx(4 * 4 * 60 / 400)  # at the window's tempo, 400 BPM
+
+
+def test_exporting_many_bars_keeps_the_window_responsive_and_cancel_writes_nothing(qtbot, window, tmp_path):
+    """Generation runs in a worker: the event loop keeps turning while it runs (on the GUI thread this
+    export froze the window for its whole length, about 10 s here), and Cancel leaves no file."""
+    window.live_panel.gibbs_steps.setValue(5000)  # the small model, slowly: ~75 ms a frame, 128 frames
+    path = tmp_path / "long.mid"
+    ticks, reports = [], []
+    heartbeat = QtCore.QTimer()
+    heartbeat.timeout.connect(lambda: ticks.append(time.monotonic()))
+    heartbeat.start(10)
+    started = time.monotonic()
+    try:
+        handle = window.export_bars(path, 16)
+        returned_after = time.monotonic() - started
+        assert returned_after < 1.0, f"export_bars held the GUI thread for {returned_after:.1f} s"
+        # connected after the start, as safely: what the worker reports reaches us through the event loop
+        window.bars_export.progress.connect(lambda done, total: reports.append((done, total)))
+        assert handle is not None and handle.is_running()
+        assert window.export_status.isVisible() and not window.live_panel.export_bars_button.isEnabled()
+        window.stall_monitor.reset()
+        qtbot.waitUntil(lambda: len(ticks) >= 20 and any(done > 0 for done, _ in reports), timeout=30_000)
+        assert handle.is_running(), "the export ended before it could be cancelled: make it slower"
+        assert window.stall_monitor.max_stall_ms < 1000
+        assert window.export_status.progress.value() > 0
+        assert all(total == 16 * 4 * 2 for _, total in reports)
+        with qtbot.waitSignals([window.bars_export.cancelled, handle.finished], timeout=30_000):
+            window.export_status.cancel_button.click()
+    finally:
+        heartbeat.stop()
+    assert not path.exists()
+    assert list(tmp_path.glob(".long.mid*")) == []  # no half-written temporary file either
+    assert not handle.thread_running() and window.workers.handles() == []
+    assert not window.export_status.isVisible() and window.live_panel.export_bars_button.isEnabled()
+    assert "cancelled" in window.statusBar().currentMessage()
+
+
+def test_export_new_bars_button_writes_exactly_the_bars_asked_for(qtbot, window, tmp_path, monkeypatch):
+    path = tmp_path / "eight.mid"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", staticmethod(lambda *args, **kw: (str(path), "")))
+    window.live_panel.bpm.setValue(120)
+    window.live_panel.bars.setValue(8)
+    with qtbot.waitSignal(window.bars_export.exported, timeout=60_000):
+        window.live_panel.export_bars_button.click()
+        assert not window.live_panel.export_bars_button.isEnabled()  # one export at a time
+        assert window.export_bars(tmp_path / "second.mid", 2) is None
+    qtbot.waitUntil(lambda: window.live_panel.export_bars_button.isEnabled(), timeout=10_000)
+    midi = mido.MidiFile(path)
+    assert sum(message.time for message in midi.tracks[0]) == 8 * 4 * midi.ticks_per_beat
+    assert midi.length == pytest.approx(8 * 4 * 60 / 120)
+    assert "Saved 8 new bars" in window.statusBar().currentMessage()
+    assert not (tmp_path / "second.mid").exists()
+
+
+def test_an_export_that_cannot_be_written_says_why(qtbot, window, tmp_path):
+    path = tmp_path / "no such folder" / "bars.mid"
+    with qtbot.waitSignal(window.bars_export.failed, timeout=60_000) as failed:
+        window.export_bars(path, 1)
+    assert "Cannot write" in failed.args[0] and "Cannot write" in window.statusBar().currentMessage()
 
 
 def test_settings_persist_across_windows(qtbot, tmp_path, small_model_file):

@@ -52,5 +52,8 @@ def assert_no_qt_leaks(window) -> None:
     assert not active, f"timers left running after close: {active}"
     for handle in (window.loader, window.training):
         assert handle is None or not handle.is_running(), "a worker thread is still running after close"
+    unfinished = [handle.name for handle in window.workers.handles() if handle.thread_running()]
+    assert not unfinished, f"worker threads still running after close: {unfinished}"
+    assert not window.workers.running(), "a job of the window's registry is still running after close"
     player = window.live.player
     assert player is None or player.state == "stopped", "the player is still playing after close"

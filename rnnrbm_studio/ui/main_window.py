@@ -6,6 +6,7 @@ its own. Display work happens on one timer at display rate.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -18,14 +19,16 @@ from ..training.checkpoint import save_checkpoint
 from ..music.corpus import Corpus
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..music.midi_files import MidiReadError, read_midi, roll_to_midi
-from ..training.trainer import TrainProgress, TrainResult, build_model
+from ..music.midi_files import MidiReadError, read_midi
+from ..training.trainer import Trainer, TrainResult, build_model
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView
 from .settings import restore_widgets, save_widgets
 from .stall_monitor import StallMonitor
-from .workers import CorpusLoadWorker, TrainingWorker, WorkerHandle
+from .export_controller import BarsExport, JobStatus
+from .jobs import TrainingReport, load_corpus_job, train_job
+from .workers import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.corpus: Corpus | None = None
         self.loader: WorkerHandle | None = None
         self.training: WorkerHandle | None = None
+        self.workers = WorkerRegistry(self)  # every background job: cancelled and awaited on close
         self._train_after_load = False
 
         self.setWindowTitle("RNN-RBM Studio")
@@ -60,6 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_widgets()
         self._build_menus()
         self.live = LiveController(port_provider, parent=self)
+        self._build_export()
         self._connect()
         self.display_timer = QtCore.QTimer(self)
         self.display_timer.setInterval(DISPLAY_INTERVAL_MS)
@@ -223,25 +228,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self._remember_folder(folder)
         self.corpus_panel.set_loading(True)
         self.corpus_panel.summary.setText(f"Loading {folder}…")
-        worker = CorpusLoadWorker(folder, self.training_panel.roll_settings())
-        worker.progress.connect(self.corpus_panel.show_progress)
-        worker.succeeded.connect(self._corpus_loaded)
-        worker.failed.connect(self._corpus_failed)
-        self.loader = WorkerHandle(worker, "corpus-loader", self)
-        self.loader.finished.connect(self._loading_done)
-        self.loader.start()
+        self.loader = self.workers.start(
+            load_corpus_job, folder, self.training_panel.roll_settings(), name="corpus-loader", progress=True,
+            connect={"progress": lambda files: self.corpus_panel.show_progress(*files),
+                     "succeeded": self._corpus_loaded, "failed": self._corpus_failed,
+                     "cancelled": self._loading_cancelled, "finished": self._loading_done})
 
     def _loading_done(self) -> None:
         self.corpus_panel.set_loading(False)
 
     def cancel_loading(self) -> None:
         if self.loader:
-            self.loader.worker.cancel()
+            self.loader.cancel()
 
-    def _corpus_loaded(self, corpus: Corpus | None) -> None:
-        if corpus is None:
-            self.corpus_panel.summary.setText("Loading cancelled.")
-            return
+    def _loading_cancelled(self) -> None:
+        self._train_after_load = False
+        self.corpus_panel.summary.setText("Loading cancelled.")
+
+    def _corpus_loaded(self, corpus: Corpus) -> None:
         self.corpus = corpus
         summary = corpus.summary()
         self.corpus_panel.summary.setText(
@@ -303,9 +307,9 @@ class MainWindow(QtWidgets.QMainWindow):
         # seeded before the weights exist, as the command line does: the same Seed trains the same model
         model = build_model(self.training_panel.model_config(), config.seed)
         self.training_plot.set_history([])
-        self._start_training_worker(TrainingWorker(
-            [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], path,
-            self.corpus.settings, model=model, config=config, data_description=self.corpus.source), path)
+        self._start_training_job(functools.partial(
+            Trainer, model, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], config, path,
+            self.corpus.settings, data_description=self.corpus.source), path)
 
     def _new_model_path(self) -> Path:
         """A file name in models_dir that no model has yet (two runs in one second get -2, -3...)."""
@@ -321,44 +325,39 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.training_running() or self.corpus is None or not self._can_resume():
             return
         epochs = max(self.training_panel.epochs.value(), self.payload["progress"]["epochs_completed"] + 1)
-        self._start_training_worker(TrainingWorker(
-            [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], self.model_path,
-            roll_settings_of(self.payload), resume=True, epochs=epochs,
-            data_description=self.corpus.source), self.model_path)
+        self._start_training_job(functools.partial(
+            Trainer.resume, self.model_path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
+            epochs=epochs, data_description=self.corpus.source), self.model_path)
 
-    def _start_training_worker(self, worker: TrainingWorker, path: Path) -> None:
-        worker.progress.connect(self._training_progress)
-        worker.weights.connect(self._training_weights)
-        worker.succeeded.connect(self._training_done)
-        worker.failed.connect(self._training_failed)
+    def _start_training_job(self, make_trainer: functools.partial, path: Path) -> None:
+        """Train in a worker: make_trainer(progress=...) builds the Trainer there; Stop and closing cancel it."""
         self._training_path = path
-        self.training = WorkerHandle(worker, "trainer", self)
-        self.training.finished.connect(self._update_training_buttons)
-        self.training.start()
+        self.training = self.workers.start(
+            train_job, make_trainer, name="trainer", progress=True,
+            connect={"progress": self._training_progress, "succeeded": self._training_done,
+                     "failed": self._training_failed, "finished": self._update_training_buttons})
         self.training_panel.checkpoint_label.setText(f"Checkpoint: {path}")
         self.training_panel.status.setText("Starting…")
         self._update_training_buttons()
 
     def stop_training(self) -> None:
         if self.training:
-            self.training.worker.cancel()
+            self.training.cancel()  # the trainer stops within one update and keeps its checkpoint
             self.training_panel.status.setText("Stopping after this update…")
 
     def training_running(self) -> bool:
         return bool(self.training and self.training.is_running())
 
-    def _training_progress(self, progress: TrainProgress) -> None:
+    def _training_progress(self, report: TrainingReport) -> None:
+        progress = report.progress
         self.training_panel.show_progress(progress)
         if progress.event == "epoch":
             self.training_plot.add_epoch(progress)
             self.epoch_finished.emit(progress)
-
-    def _training_weights(self, model: RnnRbm) -> None:
-        if self.live_panel.follow_training.isChecked():
-            self.live.follow_weights(model)
+        if report.weights is not None and self.live_panel.follow_training.isChecked():
+            self.live.follow_weights(report.weights)
 
     def _training_done(self, result: TrainResult) -> None:
-        self.training.active = False  # the work is done; the thread itself is ending
         self.training_panel.status.setText(result.message)
         if self._training_path.exists():
             self.open_model(self._training_path)
@@ -454,21 +453,28 @@ class MainWindow(QtWidgets.QMainWindow):
         if path:
             self.export_bars(path, bars)
 
-    def export_bars(self, path: str | Path, bars: int) -> bool:
-        if self.model is None:
-            return False
+    def _build_export(self) -> None:
+        self.export_status = JobStatus()
+        self.statusBar().addPermanentWidget(self.export_status)
+        self.bars_export = BarsExport(self.workers, self.export_status, self)
+        self.bars_export.exported.connect(
+            lambda path: self.statusBar().showMessage(f"Saved {self.bars_export.bars} new bars to {path}", 5000))
+        self.bars_export.failed.connect(self._error)
+        self.bars_export.cancelled.connect(lambda: self.statusBar().showMessage("Export cancelled", 5000))
+        self.bars_export.running_changed.connect(lambda running: self.live_panel.export_bars_button.setEnabled(
+            not running))
+
+    def export_bars(self, path: str | Path, bars: int) -> WorkerHandle | None:
+        """Start generating `bars` new bars into `path` in a worker (progress and Cancel in the status
+        bar); the file is written when all are there. None if there is no model or an export runs."""
+        if self.model is None or self.bars_export.is_running():
+            return None
         settings = roll_settings_of(self.payload)
         steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
         frames = bars * 4 * steps_per_beat
-        roll = self.model.generate(frames, gibbs_steps=self.live_panel.gibbs_steps.value(),
-                                   inverse_temperature=1.0 / self.live_panel.temperature.value())
-        try:
-            roll_to_midi(roll, path, bpm=self.live_panel.bpm.value(), steps_per_beat=steps_per_beat)
-        except OSError as error:
-            self._error(f"Cannot write {path}: {error.strerror or error}")
-            return False
-        self.statusBar().showMessage(f"Saved {bars} new bars to {path}", 5000)
-        return True
+        return self.bars_export.start(self.model, path, bars, frames, bpm=self.live_panel.bpm.value(),
+                                      steps_per_beat=steps_per_beat, gibbs_steps=self.live_panel.gibbs_steps.value(),
+                                      inverse_temperature=1.0 / self.live_panel.temperature.value())
 
     # ---------------------------------------------------------------------- drag and drop
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
@@ -510,10 +516,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.display_timer.stop()
         self.stall_monitor.stop()
         self.live.shutdown()
-        if self.training:
-            self.training.cancel_and_wait()
-        if self.loader:
-            self.loader.cancel_and_wait()
+        self.workers.shutdown()  # cancels every job (training keeps its checkpoint) and waits, bounded
         self._save_settings()
         self.statusBar().clearMessage()  # also stops the status bar's message timer
         super().closeEvent(event)

@@ -137,7 +137,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.cd_k = _spin(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                           "More is more accurate and slower. The paper used 15.")
         self.epochs = _spin(1, 10_000, QUALITY_RECIPE["epochs"], "Passes over the music. The tutorial ran 200 "
-                            "(plain SGD); the bundled model 60 (Nottingham: about 9 minutes on one core).")
+                            "(plain SGD); the bundled model 60.")
         self.optimizer = QtWidgets.QComboBox()
         self.optimizer.addItems(["adam", "sgd"])
         self.optimizer.setToolTip("adam: fast and robust. sgd: the tutorial's plain gradient descent.")
@@ -146,9 +146,9 @@ class TrainingPanel(QtWidgets.QGroupBox):
                                 "16-32 is faster per epoch.")
         self.key_shift = _spin(0, 12, train_defaults.key_shift, "Transpose each piece by up to this many "
                                "semitones, up or down, drawn anew every epoch: a small folder learns more "
-                               "and overfits less (JSB chorales: 0.87 nats per step better with 1).\n"
-                               "Leave it at 0 for a large folder whose pieces share one key (Nottingham, "
-                               "all in C: 0.5 nats worse with 1). docs/quality.md, round three.")
+                               "and overfits less.\n"
+                               "Leave it at 0 for a large folder whose pieces share one key (e.g. Nottingham, "
+                               "all in C). docs/quality.md, round three, has the measurements.")
         self.key_shift.setSuffix(" semitones")
         self.key_shift.setSpecialValueText("off")
         self.recipe = QtWidgets.QCheckBox("Quality recipe")
@@ -322,7 +322,7 @@ class LivePanel(QtWidgets.QGroupBox):
         self.play_button.setToolTip("Start or stop improvising on the chosen output (Space)")
         self.play_button.setCheckable(True)
         self.bpm = _double_spin(20, 400, 120, 0, "Tempo in beats per minute", 5)
-        # up to 5,000: a sharp model needs ~1,000 (the bundled one: resources/default_model.md), ~12 ms a frame
+        # up to 5,000: a sharp model needs ~1,000 (the bundled one: resources/default_model.md)
         self.gibbs_steps = _spin(1, 5000, RnnRbmConfig().gibbs_steps, "Gibbs steps per generated step: fewer "
                                  "is looser, more is closer to the model (the tutorial used 25; each model "
                                  "brings its own setting, the bundled one 1,000).")
