@@ -254,21 +254,21 @@ def test_exporting_many_bars_keeps_the_window_responsive_and_cancel_writes_nothi
         # connected after the start, as safely: what the worker reports reaches us through the event loop
         window.bars_export.progress.connect(lambda done, total: reports.append((done, total)))
         assert handle is not None and handle.is_running()
-        assert window.export_status.isVisible() and not window.live_panel.export_bars_button.isEnabled()
+        assert window.bars_export.status.isVisible() and not window.live_panel.export_bars_button.isEnabled()
         window.stall_monitor.reset()
         qtbot.waitUntil(lambda: len(ticks) >= 20 and any(done > 0 for done, _ in reports), timeout=30_000)
         assert handle.is_running(), "the export ended before it could be cancelled: make it slower"
         assert window.stall_monitor.max_stall_ms < 1000
-        assert window.export_status.progress.value() > 0
+        assert window.bars_export.status.progress.value() > 0
         assert all(total == 16 * 4 * 2 for _, total in reports)
         with qtbot.waitSignals([window.bars_export.cancelled, handle.finished], timeout=30_000):
-            window.export_status.cancel_button.click()
+            window.bars_export.status.cancel_button.click()
     finally:
         heartbeat.stop()
     assert not path.exists()
     assert list(tmp_path.glob(".long.mid*")) == []  # no half-written temporary file either
     assert not handle.thread_running() and window.workers.handles() == []
-    assert not window.export_status.isVisible() and window.live_panel.export_bars_button.isEnabled()
+    assert not window.bars_export.status.isVisible() and window.live_panel.export_bars_button.isEnabled()
     assert "cancelled" in window.statusBar().currentMessage()
 
 
@@ -459,3 +459,14 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     assert (plain.cd_start, plain.select_by, plain.rnn_pretrain_epochs, plain.weight_decay) == ("data", "monitor", 0, 0)
     assert plain.batch_seqs == panel.batch_seqs.value() and plain.learning_rate == panel.learning_rate.value()
     assert panel.model_config().gibbs_steps == 25  # the tutorial's setting for the tutorial's training
+
+
+def test_closing_mid_export_cancels_it_and_writes_nothing(qtbot, window, tmp_path):
+    window.live_panel.gibbs_steps.setValue(5000)  # slow, as above
+    path = tmp_path / "unfinished.mid"
+    handle = window.export_bars(path, 16)
+    with qtbot.waitSignal(window.bars_export.progress, timeout=30_000):
+        pass
+    window.close()  # cancels the export and waits for its thread
+    assert not handle.thread_running() and not handle.is_running()
+    assert not path.exists() and list(tmp_path.glob(".unfinished.mid*")) == []

@@ -52,7 +52,10 @@ class JobStatus(QtWidgets.QWidget):
 
 
 class BarsExport(QtCore.QObject):
-    """Generates a piece in a worker of the window's registry and saves it; one export at a time."""
+    """Generates a piece in a worker of the window's registry and saves it; one export at a time.
+
+    Its progress and Cancel are in the status bar, which also says when the file is saved.
+    """
 
     progress = QtCore.Signal(int, int)  # frames done, frames in all
     exported = QtCore.Signal(object)  # the Path written
@@ -60,13 +63,17 @@ class BarsExport(QtCore.QObject):
     cancelled = QtCore.Signal()
     running_changed = QtCore.Signal(bool)
 
-    def __init__(self, registry: WorkerRegistry, status: JobStatus, parent: QtCore.QObject | None = None):
+    def __init__(self, registry: WorkerRegistry, status_bar: QtWidgets.QStatusBar,
+                 parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.registry = registry
-        self.status = status
+        self.status = JobStatus()
+        status_bar.addPermanentWidget(self.status)
         self.handle: WorkerHandle | None = None
         self.bars = 0  # of the export running or last run
-        status.cancel_requested.connect(self.cancel)
+        self.status.cancel_requested.connect(self.cancel)
+        self.exported.connect(lambda path: status_bar.showMessage(f"Saved {self.bars} new bars to {path}", 5000))
+        self.cancelled.connect(lambda: status_bar.showMessage("Export cancelled", 5000))
 
     def is_running(self) -> bool:
         return bool(self.handle and self.handle.is_running())

@@ -1,7 +1,9 @@
 """The main window: the music, training and live panels over the scrolling piano-roll.
 
-The window owns the current model and corpus and starts workers; it holds no model or MIDI logic of
-its own. Display work happens on one timer at display rate.
+The window owns the current model and holds no model or MIDI logic of its own. Its background jobs
+run in workers of one WorkerRegistry (ui/workers.py), cancelled and awaited on close: loading music
+(ui/corpus_controller.py), training (ui/training_controller.py) and Export new bars
+(ui/export_controller.py). Display work happens on one timer at display rate.
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView
 from .settings import restore_widgets, save_widgets
 from .stall_monitor import StallMonitor
-from .export_controller import BarsExport, JobStatus
-from .jobs import TrainingReport, load_corpus_job, train_job
+from .corpus_controller import CorpusController
+from .export_controller import BarsExport
+from .training_controller import TrainingController
 from .workers import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
 
 DISPLAY_INTERVAL_MS = 33  # ~30 redraws per second, whatever the playing or training rate
-MAX_RECENT_FOLDERS = 8
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -50,9 +52,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model: RnnRbm | None = None
         self.model_path: Path | None = None
         self.payload: dict = {}
-        self.corpus: Corpus | None = None
-        self.loader: WorkerHandle | None = None
-        self.training: WorkerHandle | None = None
         self.workers = WorkerRegistry(self)  # every background job: cancelled and awaited on close
         self._train_after_load = False
 
@@ -64,7 +63,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_widgets()
         self._build_menus()
         self.live = LiveController(port_provider, parent=self)
-        self._build_export()
+        self.bars_export = BarsExport(self.workers, self.statusBar(), self)  # Export new bars, in a worker
+        self.training_side = TrainingController(self.training_panel, self.training_plot, self.workers, self)
         self._connect()
         self.display_timer = QtCore.QTimer(self)
         self.display_timer.setInterval(DISPLAY_INTERVAL_MS)
@@ -93,19 +93,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.piano_roll = PianoRollView(capacity=160, title="Live")
         self.training_plot = TrainingPlot()
-        self.pieces = QtWidgets.QListWidget()
-        self.pieces.setToolTip("Click a piece to see its piano-roll")
-        self.preview = PianoRollView(capacity=512, title="Preview")
-        pieces_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        pieces_split.addWidget(self.pieces)
-        pieces_split.addWidget(self.preview)
-        pieces_split.setSizes([220, 600])
-        self.skipped = QtWidgets.QTreeWidget()
-        self.skipped.setHeaderLabels(["File", "Why it was skipped"])
-        self.skipped.setRootIsDecorated(False)
+        # the music to learn from: loading, the Pieces and Skipped files tabs (ui/corpus_controller.py)
+        self.corpus_side = CorpusController(self.corpus_panel, self.workers, self.settings,
+                                            self.training_panel.roll_settings, self)
+        self.pieces, self.preview = self.corpus_side.pieces, self.corpus_side.preview
+        self.skipped = self.corpus_side.skipped
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(self.training_plot, "Training")
-        self.tabs.addTab(pieces_split, "Pieces")
+        self.tabs.addTab(self.corpus_side.pieces_view, "Pieces")
         self.tabs.addTab(self.skipped, "Skipped files")
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -136,13 +131,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.space_shortcut = self.live_panel.install_shortcut(self)
 
     def _connect(self) -> None:
-        self.corpus_panel.load_requested.connect(self.load_folder)
-        self.corpus_panel.cancel_requested.connect(self.cancel_loading)
+        self.corpus_side.loaded.connect(self._corpus_loaded)
+        self.corpus_side.failed.connect(self._corpus_not_loaded)
+        self.corpus_side.cancelled.connect(self._corpus_not_loaded)
+        self.bars_export.failed.connect(self._error)
+        self.training_side.epoch_finished.connect(self.epoch_finished)
+        self.training_side.weights.connect(self._follow_training)
+        self.training_side.trained.connect(self._training_done)
+        self.training_side.failed.connect(self._error)
+        self.training_side.ended.connect(self._update_training_buttons)
+        self.bars_export.running_changed.connect(
+            lambda running: self.live_panel.export_bars_button.setEnabled(not running))
         self.training_panel.train_requested.connect(self.start_training)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.resume_requested.connect(self.resume_training)
         self.training_panel.steps_per_beat.valueChanged.connect(self._grid_changed)
-        self.pieces.currentRowChanged.connect(self._preview_piece)
         live, panel = self.live, self.live_panel
         panel.play_toggled.connect(self.toggle_play)
         panel.refresh_ports_requested.connect(self.refresh_ports)
@@ -219,46 +222,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_model(path)
 
     # ----------------------------------------------------------------------------- corpus
-    def load_folder(self, folder: str) -> None:
-        if self.loader and self.loader.is_running():
-            return
-        if not Path(folder).exists():
-            self._error(f"No such folder: {folder}")
-            return
-        self._remember_folder(folder)
-        self.corpus_panel.set_loading(True)
-        self.corpus_panel.summary.setText(f"Loading {folder}…")
-        self.loader = self.workers.start(
-            load_corpus_job, folder, self.training_panel.roll_settings(), name="corpus-loader", progress=True,
-            connect={"progress": lambda files: self.corpus_panel.show_progress(*files),
-                     "succeeded": self._corpus_loaded, "failed": self._corpus_failed,
-                     "cancelled": self._loading_cancelled, "finished": self._loading_done})
+    @property
+    def corpus(self) -> Corpus | None:
+        return self.corpus_side.corpus
 
-    def _loading_done(self) -> None:
-        self.corpus_panel.set_loading(False)
+    @property
+    def loader(self) -> WorkerHandle | None:
+        return self.corpus_side.loader
+
+    def load_folder(self, folder: str) -> None:
+        self.corpus_side.load(folder)
 
     def cancel_loading(self) -> None:
-        if self.loader:
-            self.loader.cancel()
-
-    def _loading_cancelled(self) -> None:
-        self._train_after_load = False
-        self.corpus_panel.summary.setText("Loading cancelled.")
+        self.corpus_side.cancel()
 
     def _corpus_loaded(self, corpus: Corpus) -> None:
-        self.corpus = corpus
-        summary = corpus.summary()
-        self.corpus_panel.summary.setText(
-            f"{summary.files} pieces · {summary.hours:.2f} h of music · {summary.notes_per_frame:.1f} notes per "
-            f"step · {len(corpus.train)} to train on, {len(corpus.valid)} to validate"
-            + (f" · {summary.skipped} skipped (see Skipped files)" if summary.skipped else ""))
-        self.pieces.clear()
-        for piece in corpus.pieces():
-            self.pieces.addItem(piece.name)
-        self.skipped.clear()
-        for skipped in corpus.skipped:
-            QtWidgets.QTreeWidgetItem(self.skipped, [skipped.path, skipped.reason])
-        self.skipped.resizeColumnToContents(0)
         self.tabs.setTabText(2, f"Skipped files ({len(corpus.skipped)})")
         self._update_training_buttons()
         self.corpus_loaded.emit(corpus)
@@ -266,32 +244,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self._train_after_load = False
             self.start_training()
 
-    def _corpus_failed(self, message: str) -> None:
+    def _corpus_not_loaded(self, message: str = "") -> None:  # failed, or cancelled
         self._train_after_load = False
-        self.corpus_panel.summary.setText(message)
-        self._error(message)
-
-    def _preview_piece(self, row: int) -> None:
-        if self.corpus is None or row < 0:
-            return
-        pieces = self.corpus.pieces()
-        if row < len(pieces):
-            self.preview.set_seconds_per_frame(60.0 / (pieces[row].bpm * self.corpus.settings.steps_per_beat))
-            self.preview.show_roll(pieces[row].roll)
+        if message:
+            self._error(message)
 
     def _grid_changed(self) -> None:
         if self.corpus is not None and not (self.loader and self.loader.is_running()):
             self.load_folder(self.corpus.source)
-
-    def _remember_folder(self, folder: str) -> None:
-        recent = [folder] + [f for f in self._recent_folders() if f != folder]
-        self.settings.setValue("recent_folders", recent[:MAX_RECENT_FOLDERS])
-        self.corpus_panel.set_recent(recent[:MAX_RECENT_FOLDERS])
-        self.corpus_panel.folder.setCurrentText(folder)
-
-    def _recent_folders(self) -> list[str]:
-        value = self.settings.value("recent_folders", [])
-        return [value] if isinstance(value, str) else list(value or [])
 
     # --------------------------------------------------------------------------- training
     def start_training(self) -> None:
@@ -329,43 +289,28 @@ class MainWindow(QtWidgets.QMainWindow):
             Trainer.resume, self.model_path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
             epochs=epochs, data_description=self.corpus.source), self.model_path)
 
+    @property
+    def training(self) -> WorkerHandle | None:
+        return self.training_side.handle
+
     def _start_training_job(self, make_trainer: functools.partial, path: Path) -> None:
-        """Train in a worker: make_trainer(progress=...) builds the Trainer there; Stop and closing cancel it."""
-        self._training_path = path
-        self.training = self.workers.start(
-            train_job, make_trainer, name="trainer", progress=True,
-            connect={"progress": self._training_progress, "succeeded": self._training_done,
-                     "failed": self._training_failed, "finished": self._update_training_buttons})
-        self.training_panel.checkpoint_label.setText(f"Checkpoint: {path}")
-        self.training_panel.status.setText("Starting…")
+        self.training_side.start(make_trainer, path)  # in a worker (ui/training_controller.py)
         self._update_training_buttons()
 
     def stop_training(self) -> None:
-        if self.training:
-            self.training.cancel()  # the trainer stops within one update and keeps its checkpoint
-            self.training_panel.status.setText("Stopping after this update…")
+        self.training_side.stop()
 
     def training_running(self) -> bool:
-        return bool(self.training and self.training.is_running())
+        return self.training_side.is_running()
 
-    def _training_progress(self, report: TrainingReport) -> None:
-        progress = report.progress
-        self.training_panel.show_progress(progress)
-        if progress.event == "epoch":
-            self.training_plot.add_epoch(progress)
-            self.epoch_finished.emit(progress)
-        if report.weights is not None and self.live_panel.follow_training.isChecked():
-            self.live.follow_weights(report.weights)
+    def _follow_training(self, model: RnnRbm) -> None:
+        if self.live_panel.follow_training.isChecked():
+            self.live.follow_weights(model)
 
     def _training_done(self, result: TrainResult) -> None:
-        self.training_panel.status.setText(result.message)
-        if self._training_path.exists():
-            self.open_model(self._training_path)
+        if self.training_side.path.exists():
+            self.open_model(self.training_side.path)
         self.training_finished.emit(result)
-
-    def _training_failed(self, message: str) -> None:
-        self.training_panel.status.setText(message)
-        self._error(message)
 
     def _can_resume(self) -> bool:
         progress = self.payload.get("progress") or {}
@@ -453,17 +398,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if path:
             self.export_bars(path, bars)
 
-    def _build_export(self) -> None:
-        self.export_status = JobStatus()
-        self.statusBar().addPermanentWidget(self.export_status)
-        self.bars_export = BarsExport(self.workers, self.export_status, self)
-        self.bars_export.exported.connect(
-            lambda path: self.statusBar().showMessage(f"Saved {self.bars_export.bars} new bars to {path}", 5000))
-        self.bars_export.failed.connect(self._error)
-        self.bars_export.cancelled.connect(lambda: self.statusBar().showMessage("Export cancelled", 5000))
-        self.bars_export.running_changed.connect(lambda running: self.live_panel.export_bars_button.setEnabled(
-            not running))
-
     def export_bars(self, path: str | Path, bars: int) -> WorkerHandle | None:
         """Start generating `bars` new bars into `path` in a worker (progress and Cancel in the status
         bar); the file is written when all are there. None if there is no model or an export runs."""
@@ -493,7 +427,6 @@ class MainWindow(QtWidgets.QMainWindow):
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        self.corpus_panel.set_recent(self._recent_folders())
         restore_widgets(self.settings, self._persisted_widgets())
 
     def _save_settings(self) -> None:

@@ -1,0 +1,120 @@
+"""The window's corpus side: a folder of music loaded in a worker, its pieces listed and previewed.
+
+It drives the *Music to learn from* panel and owns the widgets of the Pieces and Skipped files tabs,
+the loading job and the Corpus; the window hears `loaded(corpus)`, `failed(message)` or `cancelled()`
+on the GUI thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6 import QtCore, QtWidgets
+
+from ..music.corpus import Corpus
+from ..music.pianoroll import RollSettings
+from .jobs import load_corpus_job
+from .panels import CorpusPanel
+from .piano_roll import PianoRollView
+from .workers import WorkerHandle, WorkerRegistry
+
+MAX_RECENT_FOLDERS = 8
+
+
+class CorpusController(QtCore.QObject):
+    loaded = QtCore.Signal(object)  # the Corpus
+    failed = QtCore.Signal(str)
+    cancelled = QtCore.Signal()
+
+    def __init__(self, panel: CorpusPanel, registry: WorkerRegistry, settings: QtCore.QSettings,
+                 roll_settings: Callable[[], RollSettings], parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.panel = panel
+        self.registry = registry
+        self.settings = settings
+        self.roll_settings = roll_settings  # the grid to read the music on, asked at each load
+        self.corpus: Corpus | None = None
+        self.loader: WorkerHandle | None = None
+
+        self.pieces = QtWidgets.QListWidget()
+        self.pieces.setToolTip("Click a piece to see its piano-roll")
+        self.preview = PianoRollView(capacity=512, title="Preview")
+        self.pieces_view = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.pieces_view.addWidget(self.pieces)
+        self.pieces_view.addWidget(self.preview)
+        self.pieces_view.setSizes([220, 600])
+        self.skipped = QtWidgets.QTreeWidget()
+        self.skipped.setHeaderLabels(["File", "Why it was skipped"])
+        self.skipped.setRootIsDecorated(False)
+
+        panel.load_requested.connect(self.load)
+        panel.cancel_requested.connect(self.cancel)
+        self.pieces.currentRowChanged.connect(self._preview_piece)
+        panel.set_recent(self.recent_folders())
+
+    def is_loading(self) -> bool:
+        return bool(self.loader and self.loader.is_running())
+
+    def load(self, folder: str) -> None:
+        if self.is_loading():
+            return
+        if not Path(folder).exists():
+            self.failed.emit(f"No such folder: {folder}")
+            return
+        self._remember_folder(folder)
+        self.panel.set_loading(True)
+        self.panel.summary.setText(f"Loading {folder}…")
+        self.loader = self.registry.start(
+            load_corpus_job, folder, self.roll_settings(), name="corpus-loader", progress=True,
+            connect={"progress": lambda files: self.panel.show_progress(*files),
+                     "succeeded": self._loaded, "failed": self._failed,
+                     "cancelled": self._cancelled, "finished": self._loading_done})
+
+    def cancel(self) -> None:
+        if self.loader:
+            self.loader.cancel()
+
+    def _loading_done(self) -> None:
+        self.panel.set_loading(False)
+
+    def _cancelled(self) -> None:
+        self.panel.summary.setText("Loading cancelled.")
+        self.cancelled.emit()
+
+    def _failed(self, message: str) -> None:
+        self.panel.summary.setText(message)
+        self.failed.emit(message)
+
+    def _loaded(self, corpus: Corpus) -> None:
+        self.corpus = corpus
+        summary = corpus.summary()
+        self.panel.summary.setText(
+            f"{summary.files} pieces · {summary.hours:.2f} h of music · {summary.notes_per_frame:.1f} notes per "
+            f"step · {len(corpus.train)} to train on, {len(corpus.valid)} to validate"
+            + (f" · {summary.skipped} skipped (see Skipped files)" if summary.skipped else ""))
+        self.pieces.clear()
+        for piece in corpus.pieces():
+            self.pieces.addItem(piece.name)
+        self.skipped.clear()
+        for skipped in corpus.skipped:
+            QtWidgets.QTreeWidgetItem(self.skipped, [skipped.path, skipped.reason])
+        self.skipped.resizeColumnToContents(0)
+        self.loaded.emit(corpus)
+
+    def _preview_piece(self, row: int) -> None:
+        if self.corpus is None or row < 0:
+            return
+        pieces = self.corpus.pieces()
+        if row < len(pieces):
+            self.preview.set_seconds_per_frame(60.0 / (pieces[row].bpm * self.corpus.settings.steps_per_beat))
+            self.preview.show_roll(pieces[row].roll)
+
+    def _remember_folder(self, folder: str) -> None:
+        recent = [folder] + [f for f in self.recent_folders() if f != folder]
+        self.settings.setValue("recent_folders", recent[:MAX_RECENT_FOLDERS])
+        self.panel.set_recent(recent[:MAX_RECENT_FOLDERS])
+        self.panel.folder.setCurrentText(folder)
+
+    def recent_folders(self) -> list[str]:
+        value = self.settings.value("recent_folders", [])
+        return [value] if isinstance(value, str) else list(value or [])
