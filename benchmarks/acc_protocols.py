@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
 from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.quality.evaluate import accuracy_from_counts, conditional_frames  # noqa: E402
+from rnnrbm_studio.quality.accuracy import accuracy_from_counts  # noqa: E402
+from rnnrbm_studio.quality.frames import conditional_frames  # noqa: E402
 
 
 @torch.no_grad()

@@ -93,7 +93,7 @@ def time_training(rolls, batch_seqs: int, learning_rate: float, seed: int, threa
     if result.status != "finished":
         raise SystemExit(f"training did not finish: {result.status} {result.message}")
     frames = sum(len(r) for r in rolls)
-    return seconds, frames, model, result.history[-1]["monitor"]
+    return seconds, frames, model, result.history[-1].monitor
 
 
 def time_generation(model: RnnRbm, n_frames: int, seed: int) -> float:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
 from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.quality.evaluate import conditional_frames, log_likelihood  # noqa: E402
+from rnnrbm_studio.quality.ais import log_likelihood  # noqa: E402
+from rnnrbm_studio.quality.frames import conditional_frames  # noqa: E402
 from rnnrbm_studio.model import BernoulliSampler  # noqa: E402
 
 

@@ -80,10 +80,10 @@ def main() -> int:
     result = trainer.run()
     train_seconds = time.monotonic() - started
     model = trainer.model
-    if trainer.best_state is not None:
-        model.load_state_dict(trainer.best_state)
+    if trainer.best.state is not None:
+        model.load_state_dict(trainer.best.state)
     key = "valid_ll" if config.select_by == "ll" else "valid_monitor"
-    best_epoch = max((h for h in trainer.history if h.get(key) is not None),
+    best_epoch = max((h.to_dict() for h in trainer.history if getattr(h, key) is not None),
                      key=lambda h: h[key], default={"epoch": None})["epoch"]
     evaluation = evaluate_model(model, [p.roll for p in corpus.valid[:args.valid_pieces]], "valid",
                                 chains=args.chains, n_betas=args.betas, acc_samples=args.acc_samples, seed=0)

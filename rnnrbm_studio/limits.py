@@ -1,12 +1,14 @@
 """The ranges of every number a model file or a command line may give the engine, in one place.
 
-Checkpoint validation (checkpoint_checks.py) and the command line's options (cli/options.py types)
-read the same table, so a model the command line could have trained always loads, and a model file
-edited to numbers the engine cannot run (a billion Gibbs steps, zero hidden units) is refused when it
-is opened instead of hanging or failing deep inside generation.
+Checkpoint validation (checkpoint_checks.py) and the command line's options (cli/options.py types,
+generated from the settings' dataclasses) read the same table, so a model the command line could have
+trained always loads, and a model file edited to numbers the engine cannot run (a billion Gibbs steps,
+zero hidden units) is refused when it is opened instead of hanging or failing deep inside generation.
+The other facts of a setting (its default, its help) live on its dataclass field; the recipes' values
+in training/recipes.py.
 
-Each entry: (low, high) for numbers (both included), a tuple of strings for choices, bool for flags;
-`optional` marks fields that may also be None.
+Each entry: (low, high) for numbers (both included), ("open", low, high) for numbers above low, a
+tuple of strings for choices, bool for flags; `optional` marks fields that may also be None.
 """
 from __future__ import annotations
 
@@ -65,6 +67,14 @@ TRAIN_FIELDS: dict[str, object] = {
     "average": (0.0, 1.0),
 }
 TRAIN_OPTIONAL = {"grad_clip", "patience", "threads"}
+# The command line's own ranges where they are narrower than a file's: off is the option left out, not 0
+# (which files of earlier versions may hold), and seeds stop at SEED_MAX.
+TRAIN_CLI_RANGES: dict[str, object] = {
+    "grad_clip": ("open", 0.0, 1e6),
+    "patience": (1, 100_000),
+    "seed": (0, SEED_MAX),
+    "threads": (1, THREADS_MAX),
+}
 
 # RollSettings (pianoroll.py)
 ROLL_FIELDS: dict[str, object] = {

@@ -12,7 +12,7 @@ R recurrent units.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -36,13 +36,18 @@ MONITOR_FRAMES = 64
 
 @dataclass
 class RnnRbmConfig:
-    n_visible: int = N_PIANO_KEYS
-    lowest_pitch: int = LOWEST_PIANO_KEY  # MIDI note of visible unit 0
-    n_hidden: int = 150
-    n_hidden_recurrent: int = 100
-    cd_k: int = 15  # Gibbs steps of the training chain
-    gibbs_steps: int = 25  # Gibbs steps per generated frame
-    learned_u0: bool = False  # the tutorial uses u_0 = 0
+    """The model's settings; the defaults are the tutorial's. Each field's metadata holds its help, as
+    TrainConfig's (training/config.py): the command line's options are generated from both."""
+
+    n_visible: int = field(default=N_PIANO_KEYS, metadata={
+        "internal": "the app reads, plays and writes the 88 piano keys (limits.py)"})
+    lowest_pitch: int = field(default=LOWEST_PIANO_KEY, metadata={  # MIDI note of visible unit 0
+        "internal": "the app reads, plays and writes the 88 piano keys (limits.py)"})
+    n_hidden: int = field(default=150, metadata={"help": "RBM hidden units", "option": "--hidden"})
+    n_hidden_recurrent: int = field(default=100, metadata={"help": "RNN units", "option": "--recurrent"})
+    cd_k: int = field(default=15, metadata={"help": "Gibbs steps of CD-k, the training chain"})
+    gibbs_steps: int = field(default=25, metadata={"help": "Gibbs steps per generated frame, stored with the model"})
+    learned_u0: bool = field(default=False, metadata={"help": "learn the initial RNN state, which the tutorial holds at 0"})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RnnRbmConfig":

@@ -9,15 +9,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from rnnrbm_studio.training.checkpoint import (
-    FORMAT, VERSION, CheckpointError, load_checkpoint, load_model, model_from_payload, model_payload,
-    roll_settings_of, save_checkpoint,
+    CheckpointError, load_checkpoint, load_model, model_checkpoint, model_from_checkpoint, save_checkpoint,
 )
+from rnnrbm_studio.training.checkpoint_types import FORMAT, SCHEMA_VERSION
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
 from rnnrbm_studio.music.pianoroll import RollSettings
@@ -34,11 +36,14 @@ def small_model(**config) -> RnnRbm:
 def test_save_and_load_round_trip(tmp_path):
     model = small_model(learned_u0=True)
     path = tmp_path / "deep" / "folder" / "model.pt"
-    save_checkpoint(path, model_payload(model, RollSettings(steps_per_beat=4), data="songs/"))
-    payload = load_checkpoint(path)
-    assert payload["format"] == FORMAT and payload["version"] == VERSION and payload["saved_at"]
-    assert payload["data"] == "songs/"
-    assert roll_settings_of(payload) == RollSettings(steps_per_beat=4)
+    save_checkpoint(path, model_checkpoint(model, RollSettings(steps_per_beat=4), description="songs/"))
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT and raw["version"] == SCHEMA_VERSION
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.saved_at == raw["saved_at"] and checkpoint.saved_at
+    assert checkpoint.data.description == "songs/"
+    assert checkpoint.data.roll_settings == RollSettings(steps_per_beat=4)
+    assert checkpoint.training is None and checkpoint.model_config == model.config
     loaded, _ = load_model(path)
     assert not loaded.training
     for name, parameter in model.state_dict().items():
@@ -49,10 +54,10 @@ def test_save_and_load_round_trip(tmp_path):
 def test_best_weights_are_used_unless_the_last_ones_are_asked_for(tmp_path):
     model = small_model()
     best = {k: v + 1.0 for k, v in model.state_dict().items()}
-    payload = {**model_payload(model), "best_model_state": best}
-    assert torch.equal(model_from_payload(payload).W, best["W"])
-    assert torch.equal(model_from_payload(payload, which="last").W, model.W)
-    assert torch.equal(model_from_payload({**payload, "best_model_state": None}).W, model.W)
+    checkpoint = replace(model_checkpoint(model), best_model_state=best)
+    assert torch.equal(model_from_checkpoint(checkpoint).W, best["W"])
+    assert torch.equal(model_from_checkpoint(checkpoint, which="last").W, model.W)
+    assert torch.equal(model_from_checkpoint(replace(checkpoint, best_model_state=None)).W, model.W)
 
 
 @pytest.mark.parametrize("content", [
@@ -73,7 +78,7 @@ def test_damaged_checkpoints_raise_checkpoint_error_with_one_line(tmp_path, cont
 
 def test_truncated_foreign_and_future_checkpoints_are_refused(tmp_path):
     good = tmp_path / "good.pt"
-    save_checkpoint(good, model_payload(small_model()))
+    save_checkpoint(good, model_checkpoint(small_model()))
     data = good.read_bytes()
     for cut in (len(data) // 3, len(data) - 30):
         (tmp_path / "cut.pt").write_bytes(data[:cut])
@@ -82,7 +87,7 @@ def test_truncated_foreign_and_future_checkpoints_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not an RNN-RBM Studio model file"):
         load_checkpoint(tmp_path / "foreign.pt")
-    torch.save({"format": FORMAT, "version": VERSION + 1}, tmp_path / "future.pt")
+    torch.save({"format": FORMAT, "version": SCHEMA_VERSION + 1}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="no such model file"):
@@ -90,9 +95,9 @@ def test_truncated_foreign_and_future_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path)  # a folder
     # a readable file whose weights do not fit its configuration
-    payload = model_payload(small_model())
-    payload["model_config"]["n_hidden"] = 7
-    save_checkpoint(tmp_path / "mismatch.pt", payload)
+    checkpoint = model_checkpoint(small_model())
+    checkpoint.model_config = replace(checkpoint.model_config, n_hidden=7)
+    save_checkpoint(tmp_path / "mismatch.pt", checkpoint)
     with pytest.raises(CheckpointError, match="damaged or incompatible"):
         load_model(tmp_path / "mismatch.pt")
 
@@ -105,28 +110,118 @@ def test_arbitrary_pickles_are_not_executed(tmp_path):
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    torch.save({"format": FORMAT, "version": VERSION, "x": Exploit()}, tmp_path / "evil.pt")
+    torch.save({"format": FORMAT, "version": SCHEMA_VERSION, "x": Exploit()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
 
 
+# ------------------------------------------------------------------------- the schema
+def _same(a, b, where="checkpoint") -> None:
+    """a and b are equal, tensors bit for bit (a Checkpoint's dict, as to_dict gives it)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, set(a) ^ set(b))
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+@pytest.fixture(scope="module")
+def trained_file(tmp_path_factory):
+    """A finished run with every part of the training state: Adam, persistent chains, the average, an
+    LL-selected best epoch, pretraining, and a key shift."""
+    from rnnrbm_studio.training.trainer import TrainConfig, Trainer, build_model
+
+    rng = np.random.default_rng(0)
+    rolls = [(rng.random((40, 88)) < 0.06).astype(np.uint8) for _ in range(4)]
+    path = tmp_path_factory.mktemp("schema") / "run.pt"
+    config = TrainConfig(epochs=2, seq_len=10, batch_seqs=2, optimizer="adam", learning_rate=0.01, seed=4,
+                         cd_start="persistent", average=0.9, select_by="ll", select_frames=20, rbm_pretrain_epochs=1,
+                         key_shift=1)
+    trainer = Trainer(build_model(RnnRbmConfig(n_hidden=6, n_hidden_recurrent=5, cd_k=1), 4), rolls[:3], rolls[3:],
+                      config, path, RollSettings(steps_per_beat=3), data_description="songs/")
+    assert trainer.run().status == "finished"
+    return path, trainer
+
+
+def test_a_training_checkpoint_reads_back_as_the_trainer_wrote_it(trained_file):
+    path, trainer = trained_file
+    written, read = trainer.checkpoint(), load_checkpoint(path)
+    _same(read.to_dict() | {"saved_at": None}, written.to_dict())
+    raw = torch.load(path, weights_only=True)
+    assert raw["version"] == SCHEMA_VERSION and set(raw["training"]) >= {"optimizer_state", "rng", "chain_states"}
+    training = read.training
+    assert training.train_config == trainer.config and training.progress.epochs_completed == 2
+    assert training.progress.best_valid_ll == trainer.best.valid_ll and training.epoch_in_progress is None
+    assert read.history == trainer.history and read.history[0].valid_ll is not None
+    assert read.data.roll_settings == RollSettings(steps_per_beat=3) and read.data.description == "songs/"
+    assert set(training.pretraining) == {"rbm"} and training.rng.shuffle is not None
+
+
+def test_a_version_1_file_migrates_to_the_checkpoint_of_its_version_2_twin(trained_file, tmp_path):
+    """The layout before the schema: one flat dict. It reads as the same Checkpoint, and is written back
+    in the current layout."""
+    path, _ = trained_file
+    raw = torch.load(path, weights_only=True)
+    flat = {k: v for k, v in raw.items() if k not in ("data", "training")}
+    flat.update(raw["training"], version=1, roll_settings=raw["data"]["roll_settings"],
+                data=raw["data"]["description"], saved_at_original="kept as it is")
+    old = tmp_path / "old.pt"
+    torch.save(flat, old)
+    migrated = load_checkpoint(old)
+    assert migrated.extras == {"saved_at_original": "kept as it is"}
+    _same(migrated.to_dict(), load_checkpoint(path).to_dict() | {"saved_at_original": "kept as it is"})
+    save_checkpoint(tmp_path / "new.pt", migrated)
+    rewritten = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert rewritten["version"] == SCHEMA_VERSION and "train_config" not in rewritten
+    assert rewritten["saved_at_original"] == "kept as it is"
+    _same(load_checkpoint(tmp_path / "new.pt").to_dict() | {"saved_at": None}, migrated.to_dict() | {"saved_at": None})
+
+
+def test_the_bundled_model_s_weights_are_bitwise_those_the_version_1_loader_gave():
+    """The version-1 loader returned the file's own tensors (torch.load, then checks that change nothing),
+    as plain torch.load reads them; the bundled file itself is never rewritten."""
+    from rnnrbm_studio.assets import default_model_path
+
+    path = default_model_path()
+    before = path.stat().st_mtime_ns
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    model, checkpoint = load_model(path)
+    assert raw["version"] == 1 and raw.get("best_model_state") is None  # what plays is the last weights
+    for name, value in raw["model_state"].items():
+        assert checkpoint.model_state[name].dtype == value.dtype and torch.equal(checkpoint.model_state[name], value)
+        assert torch.equal(model.state_dict()[name], value), name
+    assert model.config.to_dict() == raw["model_config"] and path.stat().st_mtime_ns == before
+
+
 # ------------------------------------------------------------------- atomic writes vs SIGKILL
 # A server process imports torch once, then forks one writer per round (a fresh interpreter per
-# kill would cost ~1.5 s each). A writer saves versions v, v+1, ... of a large payload whose every
-# element equals its version, announcing each on stdout once save_checkpoint has returned.
+# kill would cost ~1.5 s each). A writer saves versions v, v+1, ... of a checkpoint carrying a large
+# blob (a key the schema does not know is written as it is) whose every element equals its version,
+# announcing each on stdout once save_checkpoint has returned.
 WRITER_SERVER = textwrap.dedent(r"""
     import os, signal, sys
     import numpy as np
     import torch
     torch.set_num_threads(1)
+    from rnnrbm_studio.model import RnnRbmConfig
     from rnnrbm_studio.training import checkpoint
+    from rnnrbm_studio.training.checkpoint_types import Checkpoint
 
     path = sys.argv[1]
     N = int(sys.argv[2])
 
     def payload(version):
-        return {"written_version": version, "blob": torch.from_numpy(np.full(N, float(version), dtype=np.float32))}
+        blob = torch.from_numpy(np.full(N, float(version), dtype=np.float32))
+        return Checkpoint(RnnRbmConfig(n_hidden=1, n_hidden_recurrent=1), {},
+                          extras={"written_version": version, "blob": blob})
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)

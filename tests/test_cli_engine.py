@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_checkpoint, save_checkpoint
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
 from rnnrbm_studio.music.midi_files import read_midi
 
@@ -62,16 +62,17 @@ def test_train_writes_a_checkpoint_and_reports_progress(trained):
     assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr
     assert "skipped broken.mid: not a readable MIDI file" in result.stderr
     assert "finished: finished 2 epochs" in result.stderr
-    payload = load_checkpoint(model)
-    assert payload["progress"]["epochs_completed"] == 2 and len(payload["history"]) == 2
-    assert payload["model_config"]["n_hidden"] == 16 and payload["model_config"]["n_hidden_recurrent"] == 8
-    assert payload["train_config"]["batch_seqs"] == 2 and payload["train_config"]["seed"] == 5
-    assert payload["train_config"]["cd_start"] == "persistent" and payload["train_config"]["weight_decay"] == 0.01
-    assert payload["train_config"]["average"] == 0.9 and payload["averaged_state"]["W"].shape == (88, 16)
-    assert payload["train_config"]["rnn_weight_decay"] == 0.02
+    checkpoint = load_checkpoint(model)
+    training, config = checkpoint.training, checkpoint.training.train_config
+    assert training.progress.epochs_completed == 2 and len(checkpoint.history) == 2
+    assert checkpoint.model_config.n_hidden == 16 and checkpoint.model_config.n_hidden_recurrent == 8
+    assert config.batch_seqs == 2 and config.seed == 5
+    assert config.cd_start == "persistent" and config.weight_decay == 0.01
+    assert config.average == 0.9 and training.averaged_state["W"].shape == (88, 16)
+    assert config.rnn_weight_decay == 0.02
     # a bit per key (88 -> 11 bytes) of each training frame: 5 pieces of 32 frames (one of 6 is held out)
-    assert payload["chain_states"].shape == (5 * 32, 11)
-    assert payload["data"].endswith("songs")
+    assert training.chain_states.shape == (5 * 32, 11)
+    assert checkpoint.data.description.endswith("songs")
 
 
 def test_info_describes_the_model(trained):
@@ -97,19 +98,20 @@ def test_info_describes_the_bundled_model():
 
 def test_recipe_sets_the_defaults_and_given_options_win():
     from rnnrbm_studio.cli import build_parser
-    from rnnrbm_studio.cli.training import recipe_defaults, train_config_from_args
-    from rnnrbm_studio.training.trainer import QUALITY_GIBBS_STEPS, TrainConfig, quality_recipe
+    from rnnrbm_studio.cli.training import settings_from_args
+    from rnnrbm_studio.training.recipes import configs
+    from rnnrbm_studio.training.trainer import TrainConfig
 
     def parse(*options):
-        return build_parser().parse_args(["train", "DATA", "--out", "model.pt", *options])
+        return settings_from_args(build_parser().parse_args(["train", "DATA", "--out", "model.pt", *options]))
 
-    assert train_config_from_args(parse()) == TrainConfig()  # the tutorial's training by default
-    assert recipe_defaults("tutorial")["gibbs_steps"] == 25
-    assert train_config_from_args(parse("--recipe", "quality")) == quality_recipe()
-    assert recipe_defaults("quality")["gibbs_steps"] == QUALITY_GIBBS_STEPS
-    mixed = train_config_from_args(parse("--recipe", "quality", "--epochs", "5", "--lr", "0.01", "--cd-start", "data"))
-    assert mixed == quality_recipe(epochs=5, learning_rate=0.01, cd_start="data")
-    assert train_config_from_args(parse("--optimizer", "adam")) == TrainConfig(optimizer="adam")
+    assert parse()[:2] == (RnnRbmConfig(), TrainConfig())  # the tutorial's model and training by default
+    assert parse()[0].gibbs_steps == 25
+    assert parse("--recipe", "quality")[:2] == configs("quality")
+    assert parse("--recipe", "quality")[0].gibbs_steps == 1000
+    mixed = parse("--recipe", "quality", "--epochs", "5", "--lr", "0.01", "--cd-start", "data", "--hidden", "20")
+    assert mixed[:2] == configs("quality", epochs=5, learning_rate=0.01, cd_start="data", n_hidden=20)
+    assert parse("--optimizer", "adam")[1] == TrainConfig(optimizer="adam")
 
 
 def test_train_with_the_quality_recipe(tmp_path):
@@ -120,13 +122,13 @@ def test_train_with_the_quality_recipe(tmp_path):
                  "--cd-k", 2, "--rnn-pretrain-epochs", 2, "--rbm-pretrain-epochs", 1, "--select-frames", 40,
                  "--min-updates", 0)
     assert_ok(result)
-    payload = load_checkpoint(out)
-    config = payload["train_config"]
-    assert (config["cd_start"], config["select_by"], config["optimizer"], config["rnn_weight_decay"]) == (
+    checkpoint = load_checkpoint(out)
+    config = checkpoint.training.train_config
+    assert (config.cd_start, config.select_by, config.optimizer, config.rnn_weight_decay) == (
         "persistent", "ll", "adam", 0.1)
-    assert (config["epochs"], config["rnn_pretrain_epochs"], config["min_updates"]) == (1, 2, 0)  # given options win
-    assert payload["model_config"]["gibbs_steps"] == 1000  # composes as the bundled model does
-    assert set(payload["pretraining"]) == {"rbm", "rnn"}
+    assert (config.epochs, config.rnn_pretrain_epochs, config.min_updates) == (1, 2, 0)  # given options win
+    assert checkpoint.model_config.gibbs_steps == 1000  # composes as the bundled model does
+    assert set(checkpoint.training.pretraining) == {"rbm", "rnn"}
 
 def test_generate_with_a_primer_writes_a_midi_file(trained):
     root, data, model, _ = trained
@@ -173,12 +175,13 @@ def test_resume_continues_the_run(trained, tmp_path):
     assert_ok(result)
     assert "resuming after epoch 2" in result.stderr and "epoch 3/3" in result.stderr
     assert "epoch 1/" not in result.stderr
-    payload = load_checkpoint(copy)
-    assert payload["progress"]["epochs_completed"] == 3 and [h["epoch"] for h in payload["history"]] == [1, 2, 3]
-    assert payload["model_config"]["n_hidden"] == 16  # the run's own settings, not the defaults
+    checkpoint = load_checkpoint(copy)
+    assert checkpoint.training.progress.epochs_completed == 3 and [h.epoch for h in checkpoint.history] == [1, 2, 3]
+    assert checkpoint.model_config.n_hidden == 16  # the run's own settings, not the defaults
     again = run("train", data, "--out", copy, "--resume")  # no --epochs: to the run's own 3, done already
     assert_ok(again)
-    assert "finished 3 epochs" in again.stderr and load_checkpoint(copy)["progress"]["epochs_completed"] == 3
+    assert "finished 3 epochs" in again.stderr
+    assert load_checkpoint(copy).training.progress.epochs_completed == 3
 
 
 # ----------------------------------------------------------------------------------- errors
@@ -233,7 +236,7 @@ def _check_error_cases(tmp_path, capsys, main):
     corrupt.write_bytes(os.urandom(300))
     model_only = tmp_path / "model_only.pt"
     torch.manual_seed(0)
-    save_checkpoint(model_only, model_payload(RnnRbm(RnnRbmConfig(n_hidden=4, n_hidden_recurrent=3))))
+    save_checkpoint(model_only, model_checkpoint(RnnRbm(RnnRbmConfig(n_hidden=4, n_hidden_recurrent=3))))
     not_midi = tmp_path / "primer.mid"
     not_midi.write_text("hello")
     good = tmp_path / "good"
@@ -271,7 +274,7 @@ def test_generate_keeps_the_pace_of_a_seconds_grid_model(tmp_path, capsys):
     with torch.no_grad():
         model.bv.fill_(1.0)  # keys down often, so the written file has notes to time
     path = tmp_path / "seconds.pt"
-    save_checkpoint(path, model_payload(model, RollSettings(seconds_per_step=0.3)))
+    save_checkpoint(path, model_checkpoint(model, RollSettings(seconds_per_step=0.3)))
     out = tmp_path / "g.mid"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -288,22 +291,22 @@ def test_generate_keeps_the_pace_of_a_seconds_grid_model(tmp_path, capsys):
 
 def test_the_documented_recipe_command_is_the_app_s_quality_recipe():
     """benchmarks/quality.py's RECIPE (the command line in docs and resources/default_model.md) and the
-    window's Train (train.quality_recipe) must be one recipe."""
+    window's Train (training/recipes.py's configs) must be one recipe."""
     import importlib.util
     import shlex
 
     from rnnrbm_studio.cli import build_parser
-    from rnnrbm_studio.cli.training import train_config_from_args, with_recipe_defaults
-    from rnnrbm_studio.training.trainer import QUALITY_GIBBS_STEPS, quality_recipe
+    from rnnrbm_studio.cli.training import settings_from_args
+    from rnnrbm_studio.training.recipes import configs
 
     spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     args = build_parser().parse_args(["train", "DATA", "--out", "model.pt", *shlex.split(benchmark.RECIPE)])
-    assert train_config_from_args(args) == quality_recipe(threads=1)
-    chosen = with_recipe_defaults(args)
-    assert (chosen.hidden, chosen.recurrent, chosen.cd_k) == (150, 100, 15)  # the tutorial's model
-    assert args.gibbs_steps == QUALITY_GIBBS_STEPS  # what the window's Train stores in its model too
+    model, train, _ = settings_from_args(args)
+    assert train == configs("quality", threads=1)[1]
+    assert (model.n_hidden, model.n_hidden_recurrent, model.cd_k) == (150, 100, 15)  # the tutorial's model
+    assert model == configs("quality")[0]  # 1,000 Gibbs steps: what the window's Train stores in its model too
     documented = " ".join((REPO / "resources" / "default_model.md").read_text().replace("\\\n", " ").split())
     tokens = shlex.split(benchmark.RECIPE)
     for flag, value in zip(tokens, tokens[1:] + [""]):
@@ -322,13 +325,13 @@ def test_a_key_shift_candidate_is_trained_and_the_better_run_by_valid_ll_is_kept
     runner_up = tmp_path / "model.runner-up.pt"
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["model.pt", "model.runner-up.pt"]
     kept, other = load_checkpoint(out), load_checkpoint(runner_up)
-    choice = kept["candidates"]
-    assert choice == other["candidates"] and choice["key_shift"] == [0, 2]
+    choice = kept.candidates
+    assert choice == other.candidates and choice["key_shift"] == [0, 2]
     better = int(choice["valid_ll"][1] > choice["valid_ll"][0])
-    assert kept["train_config"]["key_shift"] == choice["key_shift"][better]
-    assert other["train_config"]["key_shift"] == choice["key_shift"][1 - better]
+    assert kept.training.train_config.key_shift == choice["key_shift"][better]
+    assert other.training.train_config.key_shift == choice["key_shift"][1 - better]
     assert choice["kept"] == f"key_shift {choice['key_shift'][better]}" and choice["kept"] in result.stderr
-    assert kept["progress"]["epochs_completed"] == other["progress"]["epochs_completed"] == 2
+    assert kept.training.progress.epochs_completed == other.training.progress.epochs_completed == 2
     assert_ok(run("generate", out, "--out", tmp_path / "piece.mid", "--frames", 8))
     info = run("info", out)
     assert_ok(info)

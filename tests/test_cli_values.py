@@ -98,6 +98,79 @@ def test_the_range_types_reject_text_nan_and_infinity_and_say_the_range():
         int_in(5, 1)
 
 
+# settings with no `train` option, each saying why in its field's metadata ("internal")
+INTERNAL = {"n_visible", "lowest_pitch", "prefetch_random"}
+
+
+def test_every_setting_is_a_train_option_with_the_engine_s_range_and_the_recipe_s_default():
+    """Each field of RnnRbmConfig and TrainConfig is a `train` option (or one of INTERNAL), whose range is
+    limits.py's and whose help shows the field's help and its default (each recipe's value, for the
+    options a recipe sets); with no option given, `train` trains exactly each recipe's configs()."""
+    from dataclasses import fields
+
+    from rnnrbm_studio import limits
+    from rnnrbm_studio.cli.options import shown
+    from rnnrbm_studio.cli.training import option_of, settings_from_args
+    from rnnrbm_studio.model import RnnRbmConfig
+    from rnnrbm_studio.training.config import TrainConfig
+    from rnnrbm_studio.training.recipes import RECIPES, configs, recipe_fields, recipe_value
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a for a in subparsers.choices["train"]._actions}
+    internal = set()
+    for cls, table in ((RnnRbmConfig, limits.MODEL_FIELDS), (TrainConfig, limits.TRAIN_FIELDS)):
+        for field in fields(cls):
+            if "internal" in field.metadata:
+                internal.add(field.name)
+                assert field.name not in options, field.name
+                continue
+            action = options.get(field.name)
+            assert action is not None, f"{cls.__name__}.{field.name} has no `train` option"
+            assert action.option_strings == [option_of(field)] and action.default is None, field.name
+            assert field.metadata["help"] in action.help, field.name
+            rule = limits.TRAIN_CLI_RANGES.get(field.name, table[field.name])
+            if isinstance(action.type, _Range):
+                low, high = rule[1:] if rule[0] == "open" else rule
+                assert (action.type.low, action.type.high, action.type.low_open) == (low, high, rule[0] == "open")
+                if rule is table[field.name]:  # (the command line may be narrower than a file, never wider)
+                    assert action.type.span in action.help
+            elif rule is bool:
+                assert action.nargs == 0 and action.const is True, field.name
+            else:
+                assert tuple(action.choices) == rule, field.name
+            if field.name in recipe_fields():
+                assert action.help.startswith("[recipe] "), field.name
+                for recipe in RECIPES:
+                    assert f"{recipe} {shown(recipe_value(recipe, field.name))}" in action.help, (field.name, recipe)
+            elif field.default is not None or "unset" not in field.metadata:
+                assert f"default {shown(field.default)})" in action.help, field.name
+    assert internal == INTERNAL
+    assert configs("tutorial") == (RnnRbmConfig(), TrainConfig())  # the tutorial's values are the defaults
+    for recipe in RECIPES:
+        chosen = settings_from_args(parser.parse_args([*BASE["train"], "--recipe", recipe]))
+        assert chosen[:2] == configs(recipe), recipe
+
+
+def test_a_given_option_wins_over_every_recipe():
+    from rnnrbm_studio.cli.training import setting_fields, settings_from_args
+    from rnnrbm_studio.training.recipes import RECIPES, configs
+
+    parser = build_parser()
+    for setting, rule in setting_fields():
+        if rule is bool:
+            given, value = [f"--{setting.name.replace('_', '-')}"], True
+        elif isinstance(rule[0], str) and rule[0] != "open":
+            value = rule[-1] if rule[-1] != setting.default else rule[0]
+            given = [setting.metadata.get("option") or f"--{setting.name.replace('_', '-')}", value]
+        else:
+            value = rule[-1]  # the top of its range: no recipe's value
+            given = [setting.metadata.get("option") or f"--{setting.name.replace('_', '-')}", str(value)]
+        for recipe in RECIPES:
+            model, train, _ = settings_from_args(parser.parse_args([*BASE["train"], "--recipe", recipe, *given]))
+            assert (model, train) == configs(recipe, **{setting.name: value}), (setting.name, recipe)
+
+
 REPORTED = [  # the issue's seven tracebacks, in fresh interpreters
     ["train", "DATA", "--out", "OUT", "--seq-len", "0"],
     ["train", "DATA", "--out", "OUT", "--hidden", "0"],

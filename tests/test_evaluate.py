@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.cli import main
-from rnnrbm_studio.quality.evaluate import (accuracy_counts, accuracy_from_counts, ais_log_partition, base_marginals,
-                                    beta_schedule, conditional_frames, evaluate_model, exact_log_partition,
-                                    expected_accuracy, log_likelihood, tutorial_monitor)
+from rnnrbm_studio.quality.accuracy import accuracy_counts, accuracy_from_counts, expected_accuracy, tutorial_monitor
+from rnnrbm_studio.quality.ais import ais_log_partition, base_marginals, beta_schedule, exact_log_partition, log_likelihood
+from rnnrbm_studio.quality.evaluate import evaluate_model
+from rnnrbm_studio.quality.frames import conditional_frames
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
 from rnnrbm_studio.training.trainer import TrainConfig, Trainer
 
@@ -251,7 +252,7 @@ def tiny_model_and_pickle(tmp_path):
     torch.manual_seed(4)
     model = RnnRbm(RnnRbmConfig(n_hidden=8, n_hidden_recurrent=6, cd_k=1, gibbs_steps=3))
     model_file = tmp_path / "tiny.pt"
-    save_checkpoint(model_file, model_payload(model))
+    save_checkpoint(model_file, model_checkpoint(model))
     rng = np.random.default_rng(4)
 
     def piece(length):
@@ -368,7 +369,7 @@ def test_eval_does_not_record_into_a_model_file_replaced_meanwhile(tiny_model_an
 
     def replace_the_file_then_measure(*args, **kwargs):
         other = RnnRbm(RnnRbmConfig(n_hidden=8, n_hidden_recurrent=6, cd_k=1, gibbs_steps=3))
-        save_checkpoint(model_file, {**model_payload(other), "saved_at": "another time"})
+        save_checkpoint(model_file, model_checkpoint(other))
         return measure(*args, **kwargs)
 
     monkeypatch.setattr(evaluate, "evaluate_model", replace_the_file_then_measure)
@@ -377,4 +378,4 @@ def test_eval_does_not_record_into_a_model_file_replaced_meanwhile(tiny_model_an
     assert code == 2
     assert "changed while it was being measured" in capsys.readouterr().err
     from rnnrbm_studio.training.checkpoint import load_checkpoint
-    assert "evaluation" not in load_checkpoint(model_file)
+    assert load_checkpoint(model_file).evaluation is None

@@ -4,7 +4,8 @@ A real small checkpoint (a finished run with the full training state: Adam, pers
 averaged weights) is edited one field at a time and torch.save-d, as a user or another program
 might, then opened by every command that reads model files, and by the window's loader. The rules
 (checkpoint_checks.py): a bad model part refuses the file; a bad training state leaves the model
-usable but refuses --resume; a bad description is dropped.
+usable but refuses --resume; a bad description is dropped. The same edits in the layout of version 1
+(migrated when read) have the same outcomes.
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ import torch
 
 from rnnrbm_studio import limits, model as model_module
 from rnnrbm_studio.assets import default_model_path
-from rnnrbm_studio.training.checkpoint import CheckpointError, load_checkpoint, model_from_payload
+from rnnrbm_studio.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from rnnrbm_studio.training.config import EpochRecord
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.music.corpus import load_corpus
 from rnnrbm_studio.model import RnnRbmConfig
 from rnnrbm_studio.music.pianoroll import RollSettings
+from rnnrbm_studio.training.recipes import configs
 from rnnrbm_studio.training.trainer import TrainConfig, Trainer, build_model
 
 from midi_fixtures import write_arpeggio_corpus
@@ -35,7 +38,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """(data folder, the raw payload of a finished 2-epoch run on it)."""
+    """(data folder, the raw payload of a finished 2-epoch run on it, its file)."""
     root = tmp_path_factory.mktemp("hostile")
     data = root / "songs"
     write_arpeggio_corpus(data, 5, n_frames=24)
@@ -52,8 +55,8 @@ def base(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     payload = torch.load(root / "base.pt", weights_only=True)
-    assert payload["optimizer_state"]["state"] and payload["chain_states"] is not None
-    return data, payload
+    assert payload["training"]["optimizer_state"]["state"] and payload["training"]["chain_states"] is not None
+    return data, payload, root / "base.pt"
 
 
 def _set(path: str, value):
@@ -67,6 +70,7 @@ def _set(path: str, value):
             del target[last]
         else:
             target[last] = value(target[last]) if callable(value) else value
+    edit.path, edit.value = path, value
     return edit
 
 
@@ -112,27 +116,30 @@ CASES = [
     ("W a list", _set("model_state.W", [[0.0]]), "model", "model_state.W"),
     ("NaN best weights", _set("best_model_state", lambda s: {**s, "bh": _nan(s["bh"])}), "model",
      "best_model_state"),
-    ("roll_settings a list", _set("roll_settings", [2]), "model", "roll_settings"),
-    ("steps_per_beat 0", _set("roll_settings.steps_per_beat", 0), "model", "steps_per_beat"),
-    ("seconds_per_step text", _set("roll_settings.seconds_per_step", "fast"), "model", "seconds_per_step"),
+    ("roll_settings a list", _set("data.roll_settings", [2]), "model", "data.roll_settings"),
+    ("steps_per_beat 0", _set("data.roll_settings.steps_per_beat", 0), "model", "steps_per_beat"),
+    ("seconds_per_step text", _set("data.roll_settings.seconds_per_step", "fast"), "model", "seconds_per_step"),
+    ("data a number", _set("data", 5), "model", "data"),  # it holds the time grid
     ("version text", _set("version", "1"), "model", "version"),
-    ("progress text", _set("progress", "lots"), "training", "progress"),
-    ("epochs_completed text", _set("progress.epochs_completed", "two"), "training", "epochs_completed"),
-    ("elapsed NaN", _set("progress.elapsed_seconds", float("nan")), "training", "elapsed_seconds"),
-    ("learning_rate text", _set("train_config.learning_rate", "fast"), "training", "learning_rate"),
-    ("epochs negative", _set("train_config.epochs", -1), "training", "train_config.epochs"),
-    ("optimizer unknown", _set("train_config.optimizer", "rmsprop"), "training", "optimizer"),
-    ("optimizer_state text", _set("optimizer_state", "adam"), "training", "optimizer_state"),
-    ("Adam state of another shape", _set("optimizer_state", _adam_wrong_shape), "resume", "optimiser state"),
-    ("sampler state garbage", _set("rng.sampler", {"state": 5}), "training", "rng.sampler"),
-    ("chain_states of 12 keys", _set("chain_states", lambda t: t[:, :2].contiguous()), "training", "chain_states"),
-    ("NaN averaged weights", _set("averaged_state", lambda s: {**s, "W": _nan(s["W"])}), "training",
+    ("training text", _set("training", "lots"), "training", "training"),
+    ("progress text", _set("training.progress", "lots"), "training", "training.progress"),
+    ("epochs_completed text", _set("training.progress.epochs_completed", "two"), "training", "epochs_completed"),
+    ("elapsed NaN", _set("training.progress.elapsed_seconds", float("nan")), "training", "elapsed_seconds"),
+    ("learning_rate text", _set("training.train_config.learning_rate", "fast"), "training", "learning_rate"),
+    ("epochs negative", _set("training.train_config.epochs", -1), "training", "train_config.epochs"),
+    ("optimizer unknown", _set("training.train_config.optimizer", "rmsprop"), "training", "optimizer"),
+    ("optimizer_state text", _set("training.optimizer_state", "adam"), "training", "optimizer_state"),
+    ("Adam state of another shape", _set("training.optimizer_state", _adam_wrong_shape), "resume", "optimiser state"),
+    ("sampler state garbage", _set("training.rng.sampler", {"state": 5}), "training", "rng.sampler"),
+    ("chain_states of 12 keys", _set("training.chain_states", lambda t: t[:, :2].contiguous()), "training",
+     "chain_states"),
+    ("NaN averaged weights", _set("training.averaged_state", lambda s: {**s, "W": _nan(s["W"])}), "training",
      "averaged_state"),
-    ("epoch_in_progress text", _set("epoch_in_progress", "half"), "training", "epoch_in_progress"),
+    ("epoch_in_progress text", _set("training.epoch_in_progress", "half"), "training", "epoch_in_progress"),
     ("history text", _set("history", "long"), "description", ""),
     ("history reading text", _set("history", lambda h: [{**h[0], "monitor": "good"}]), "description", ""),
     ("evaluation a tensor", _set("evaluation", torch.zeros(2)), "description", ""),
-    ("data a number", _set("data", 5), "description", ""),
+    ("description a number", _set("data.description", 5), "description", ""),
 ]
 
 
@@ -189,31 +196,70 @@ def test_every_reader_handles_an_edited_checkpoint(base, tmp_path, capsys, name,
             out = _assert_ok(result)
             if command == "info" and kind == "training":
                 assert "training state: damaged, ignored" in out and field in out
-    # the window's loader: load_checkpoint then model_from_payload (ui/main_window.py open_model)
+    # the window's loader: load_checkpoint then model_from_checkpoint (ui/main_window.py open_model)
+    _assert_loader_outcome(path, kind, field)
+
+
+def _assert_loader_outcome(path: Path, kind: str, field: str) -> None:
     if kind == "model":
         with pytest.raises(CheckpointError) as error:
-            model_from_payload(load_checkpoint(path))
+            model_from_checkpoint(load_checkpoint(path))
         assert "\n" not in str(error.value) and field in str(error.value)
-    else:
-        payload = load_checkpoint(path)
-        model = model_from_payload(payload)
-        assert model.config.n_hidden == 8
-        if kind == "description":
-            assert all(isinstance(h, dict) for h in payload.get("history", []))
+        return
+    checkpoint = load_checkpoint(path)
+    model = model_from_checkpoint(checkpoint)
+    assert model.config.n_hidden == 8
+    if kind == "training":
+        assert checkpoint.training is None and field in checkpoint.training_problem
+    else:  # the training state is whole (a state for another model is found out by --resume)
+        assert checkpoint.training is not None and checkpoint.training_problem is None
+    assert all(isinstance(h, EpochRecord) for h in checkpoint.history)
+
+
+def as_version_1(payload: dict) -> dict:
+    """A checkpoint's dict in the layout of version 1: one flat dict, the time grid, the data's
+    description and the training state's keys beside the model's."""
+    old = {k: v for k, v in payload.items() if k not in ("data", "training")}
+    old["version"] = 1
+    old["roll_settings"] = payload["data"]["roll_settings"]
+    old["data"] = payload["data"]["description"]
+    old.update(payload["training"])
+    return old
+
+
+def _version_1_path(path: str) -> str:
+    for prefix, old in (("training.", ""), ("data.roll_settings", "roll_settings"), ("data.description", "data")):
+        if path.startswith(prefix):
+            return old + path[len(prefix):]
+    return path
+
+
+# (the cases that edit a whole section of version 2 have no counterpart in version 1)
+VERSION_1_CASES = [c for c in CASES if c[0] not in ("data a number", "training text")]
+
+
+@pytest.mark.parametrize("name,edit,kind,field", VERSION_1_CASES, ids=[c[0] for c in VERSION_1_CASES])
+def test_an_edited_version_1_file_has_the_same_outcome(base, tmp_path, name, edit, kind, field):
+    """The bundled model and the files of earlier versions are version 1: migrated, then held to the same rules."""
+    payload = as_version_1(copy.deepcopy(base[1]))
+    _set(_version_1_path(edit.path), edit.value)(payload)
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    _assert_loader_outcome(path, kind, field)
     assert not (tmp_path / "g.mid").exists() or kind != "model"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files
 
 
-def test_a_payload_edited_in_memory_gets_the_same_one_line_error(base):
-    payload = copy.deepcopy(base[1])
-    payload["model_state"]["W"] = _nan(payload["model_state"]["W"])
-    model_from_payload(payload)  # the best weights, intact, are what plays
+def test_a_checkpoint_edited_in_memory_gets_the_same_one_line_error(base):
+    checkpoint = load_checkpoint(base[2])
+    checkpoint.model_state["W"] = _nan(checkpoint.model_state["W"])
+    model_from_checkpoint(checkpoint)  # the best weights, intact, are what plays
     with pytest.raises(CheckpointError, match="model_state.W holds NaN"):
-        model_from_payload(payload, which="last")
-    payload = copy.deepcopy(base[1])
-    payload["model_config"] = "text"
+        model_from_checkpoint(checkpoint, which="last")
+    checkpoint = load_checkpoint(base[2])
+    checkpoint.model_config = "text"
     with pytest.raises(CheckpointError, match="model_config"):
-        model_from_payload(payload, which="last")
+        model_from_checkpoint(checkpoint, which="last")
 
 
 class Foreign:
@@ -230,15 +276,26 @@ def test_a_newer_format_and_foreign_objects_are_refused_without_torch_s_advice(b
 
 
 def test_the_bundled_model_loads_unchanged():
+    """The bundled file is version 1 (never rewritten): every field of it reaches the Checkpoint as it is
+    in the file, which is what the version-1 loader gave (test_checkpoint.py has the weights' bits)."""
     path = default_model_path()
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    payload = load_checkpoint(path)
-    assert set(payload) == set(raw) and "training_state_problem" not in payload
-    assert payload["model_config"] == raw["model_config"] and payload["roll_settings"] == raw["roll_settings"]
-    assert payload["history"] == raw["history"] and payload["evaluation"] == raw["evaluation"]
+    assert raw["version"] == 1
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.training_problem is None and checkpoint.training is not None
+    assert checkpoint.model_config.to_dict() == raw["model_config"]
+    assert checkpoint.data.roll_settings.to_dict() == raw["roll_settings"] and checkpoint.data.description == raw["data"]
+    assert [record.to_dict() for record in checkpoint.history] == raw["history"]
+    assert (checkpoint.evaluation, checkpoint.candidates, checkpoint.recipe, checkpoint.history_note,
+            checkpoint.saved_at) == (raw["evaluation"], raw["candidates"], raw["recipe"], raw["history_note"],
+                                     raw["saved_at"])
+    training = checkpoint.training
+    assert training.train_config.to_dict() == raw["train_config"] and training.progress.to_dict() == raw["progress"]
+    assert training.pretraining == raw["pretraining"] and training.optimizer_state is None  # (removed: see its recipe)
+    assert checkpoint.extras == {"saved_at_original": raw["saved_at_original"]}  # a key of its own, kept
     for name, value in raw["model_state"].items():
-        assert torch.equal(payload["model_state"][name], value), name
-    assert model_from_payload(payload).config.gibbs_steps == 1000
+        assert torch.equal(checkpoint.model_state[name], value), name
+    assert model_from_checkpoint(checkpoint).config.gibbs_steps == 1000
 
 
 def test_the_limits_agree_with_the_model_and_the_defaults_are_inside_them():
@@ -246,11 +303,13 @@ def test_the_limits_agree_with_the_model_and_the_defaults_are_inside_them():
     from dataclasses import asdict
 
     from rnnrbm_studio.training.checkpoint_checks import check_fields
-    from rnnrbm_studio.training.trainer import quality_recipe
+    from rnnrbm_studio.training.recipes import RECIPES
 
+    recipes = [configs(recipe) for recipe in RECIPES]
     for values, table, optional in ((asdict(RnnRbmConfig()), limits.MODEL_FIELDS, set()),
                                     (asdict(TrainConfig()), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL),
-                                    (asdict(quality_recipe()), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL),
+                                    *((asdict(model), limits.MODEL_FIELDS, set()) for model, _ in recipes),
+                                    *((asdict(train), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL) for _, train in recipes),
                                     (asdict(RollSettings()), limits.ROLL_FIELDS, limits.ROLL_OPTIONAL)):
         assert set(table) == set(values), set(table) ^ set(values)  # every field has a rule
         assert check_fields(values, table, optional, "x") == values
@@ -295,9 +354,9 @@ def test_real_processes_refuse_the_reported_files_in_one_line(base, tmp_path):
 
 def test_random_state_arrays_of_huge_dtypes_are_refused_before_allocation(base, tmp_path):
     payload = copy.deepcopy(base[1])
-    payload["rng"]["sampler"] = {"__ndarray__": [1], "dtype": "V1000000000000"}
+    payload["training"]["rng"]["sampler"] = {"__ndarray__": [1], "dtype": "V1000000000000"}
     path = tmp_path / "m.pt"
     torch.save(payload, path)
     loaded = load_checkpoint(path)  # the model still loads; its training state is set aside
-    assert "rng.sampler" in loaded["training_state_problem"] and "rng" not in loaded
-    assert pickle.dumps(loaded["model_config"])  # plain values
+    assert "rng.sampler" in loaded.training_problem and loaded.training is None
+    assert pickle.dumps(loaded.model_config.to_dict())  # plain values

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from rnnrbm_studio.training.checkpoint import load_checkpoint
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.training.recipes import learning_rate_factor, pretrain_rbm, pretrain_rnn, valid_log_likelihoods
+from rnnrbm_studio.training.candidates import valid_log_likelihoods
+from rnnrbm_studio.training.pretraining import learning_rate_factor, pretrain_rbm, pretrain_rnn
 from rnnrbm_studio.training.trainer import TrainConfig, Trainer
 
 
@@ -91,36 +92,36 @@ def test_trainer_pretrains_once_selects_by_ll_and_decays_the_learning_rate(tmp_p
     trainer.run()
     assert set(trainer.pretraining) == {"rnn", "rbm"}
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.001, 0.0005])  # 0.1 x at the end
-    lls = [h["valid_ll"] for h in trainer.history]
+    lls = [h.valid_ll for h in trainer.history]
     assert len(lls) == 3 and all(np.isfinite(lls))
-    assert trainer.best_valid_ll == max(lls)
+    assert trainer.best.valid_ll == max(lls)
     best_epoch = int(np.argmax(lls))
-    payload = load_checkpoint(tmp_path / "m.pt")
-    assert payload["progress"]["best_valid_ll"] == max(lls)
-    assert payload["pretraining"]["rnn"]["epochs"] == 2
-    pretrain_seconds = sum(p["seconds"] for p in payload["pretraining"].values())
-    assert payload["progress"]["elapsed_seconds"] == pytest.approx(
-        pretrain_seconds + sum(h["seconds"] for h in trainer.history))
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert checkpoint.training.progress.best_valid_ll == max(lls)
+    assert checkpoint.training.pretraining["rnn"]["epochs"] == 2
+    pretrain_seconds = sum(p["seconds"] for p in checkpoint.training.pretraining.values())
+    assert checkpoint.training.progress.elapsed_seconds == pytest.approx(
+        pretrain_seconds + sum(h.seconds for h in trainer.history))
     # the weights kept are those of the best epoch by LL: re-measuring them gives that epoch's number
-    trainer.model.load_state_dict(payload["best_model_state"])
+    trainer.model.load_state_dict(checkpoint.best_model_state)
     assert trainer.validation_log_likelihood() == pytest.approx(lls[best_epoch], abs=1e-9)
     # a resumed run goes on training without pretraining again
     resumed = Trainer.resume(tmp_path / "m.pt", trainer.train_rolls, [torch.as_tensor(r).numpy()
                                                                       for r in trainer.valid_rolls], epochs=4)
     resumed.run()
     assert resumed.epochs_completed == 4
-    assert resumed.pretraining == payload["pretraining"]
+    assert resumed.pretraining == checkpoint.training.pretraining
 
 
 def test_default_config_keeps_the_tutorials_training(tmp_path):
     trainer = small_setup(tmp_path, epochs=2)
     trainer.run()
-    assert trainer.pretraining == {} and trainer.best_valid_ll is None
+    assert trainer.pretraining == {} and trainer.best.valid_ll is None
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.01, 0.01]
-    assert all("valid_ll" not in h for h in trainer.history)
+    assert all(h.valid_ll is None for h in trainer.history)
     # the best weights follow the tutorial's monitor
-    monitors = [h["valid_monitor"] for h in trainer.history]
-    assert trainer.best_valid_monitor == max(monitors)
+    monitors = [h.valid_monitor for h in trainer.history]
+    assert trainer.best.valid_monitor == max(monitors)
 
 
 def test_rnn_pretraining_stops_on_valid_and_keeps_its_best_epoch():

@@ -11,7 +11,8 @@ import torch
 
 from rnnrbm_studio.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from rnnrbm_studio.training.trainer import TrainConfig, Trainer, TrainProgress, _pad
+from rnnrbm_studio.training.batches import pad
+from rnnrbm_studio.training.trainer import TrainConfig, Trainer, TrainProgress
 
 from midi_fixtures import arpeggio_roll
 from test_model import ThresholdSampler
@@ -51,12 +52,11 @@ def test_training_learns_repeating_arpeggios():
     config = TrainConfig(epochs=8, learning_rate=0.03, optimizer="adam", batch_seqs=4, seq_len=16, seed=0)
     result = Trainer(model, rolls, rolls[:2], config, progress=events.append, progress_interval=0).run()
     assert result.status == "finished" and result.epochs_completed == 8
-    monitors = [h["monitor"] for h in result.history]
+    monitors = [h.monitor for h in result.history]
     assert monitors[-1] > monitors[0] + 20, monitors  # from ~-40 to ~-2 nats per frame
     assert monitors[-1] > -6
-    assert result.history[-1]["valid_monitor"] > -6 and result.best_valid_monitor >= result.history[-1][
-        "valid_monitor"]
-    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert result.history[-1].valid_monitor > -6 and result.best_valid_monitor >= result.history[-1].valid_monitor
+    assert all(math.isfinite(h.loss) for h in result.history)
     # the generated music resembles the corpus: about one note per step, from the two chords
     generated = model.generate(64, seed=0)
     assert 0.5 < generated.sum(1).mean() < 2.0
@@ -107,7 +107,7 @@ def test_padded_batches_give_the_same_cost_and_gradient_as_each_sequence_alone()
     generator = torch.Generator().manual_seed(0)
     chunks = [(torch.rand(n, 88, generator=generator) < 0.2).float() for n in (10, 4, 7)]
     sampler = ThresholdSampler()  # deterministic per frame: both layouts see the same negative phase
-    batch, mask = _pad(chunks)
+    batch, mask = pad(chunks)
     cost, monitor = model.cd_loss(batch, sampler, mask)
     model.zero_grad()
     cost.backward()
@@ -140,7 +140,7 @@ def test_padded_batches_match_in_expectation_with_real_sampling():
             p.copy_(torch.randn_like(p) * 0.3)
     generator = torch.Generator().manual_seed(1)
     chunks = [(torch.rand(n, 88, generator=generator) < 0.2).float() for n in (12, 5)]
-    batch, mask = _pad(chunks)
+    batch, mask = pad(chunks)
     sampler = BernoulliSampler(0)
     # many copies of the batch in one call: 200 independent chains per frame at the cost of one call
     copies = 200
@@ -170,8 +170,8 @@ def test_stop_from_the_progress_callback_takes_effect_within_one_update(tmp_path
     assert result.status == "stopped" and len(updates) == 3
     assert result.epochs_completed == 0 and "stopped during epoch 1" in result.message
     assert events[-1].event == "stopped"
-    payload = load_checkpoint(tmp_path / "run.pt")  # the weights so far are saved
-    assert payload["progress"]["epochs_completed"] == 0
+    checkpoint = load_checkpoint(tmp_path / "run.pt")  # the weights so far are saved
+    assert checkpoint.training.progress.epochs_completed == 0
     saved, _ = load_model(tmp_path / "run.pt", which="last")
     for name, p in model.state_dict().items():
         assert torch.equal(saved.state_dict()[name], p), name
@@ -197,7 +197,7 @@ def test_stop_from_another_thread_takes_effect_within_one_update(tmp_path, monke
     thread.join(timeout=60)
     assert result.status == "stopped" and len(updates) == 2
     assert trainer.stop_requested
-    assert load_checkpoint(tmp_path / "run.pt")["progress"]["epochs_completed"] == 0
+    assert load_checkpoint(tmp_path / "run.pt").training.progress.epochs_completed == 0
 
 
 def _pause_at_step_2(progress, reached, released):
@@ -249,14 +249,15 @@ def test_resuming_two_plus_two_epochs_equals_four_epochs_bitwise(tmp_path, optim
     for name, p in straight.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], p), f"{name} differs after resume"
     for key in ("epoch", "loss", "monitor", "valid_monitor"):
-        assert [h[key] for h in resumed.history] == [h[key] for h in straight.history], key
-    assert resumed.best_valid_monitor == straight.best_valid_monitor
-    payload = load_checkpoint(tmp_path / "half.pt")  # the resumed run keeps writing the same file
-    assert payload["progress"]["epochs_completed"] == 4 and payload["train_config"]["epochs"] == 4
-    for state, expected in zip(resumed._chain_states, straight._chain_states):
+        assert [getattr(h, key) for h in resumed.history] == [getattr(h, key) for h in straight.history], key
+    assert resumed.best.valid_monitor == straight.best.valid_monitor
+    training = load_checkpoint(tmp_path / "half.pt").training  # the resumed run keeps writing the same file
+    assert training.progress.epochs_completed == 4 and training.train_config.epochs == 4
+    for state, expected in zip(resumed.chains.states if resumed.chains else [],
+                               straight.chains.states if straight.chains else []):
         np.testing.assert_array_equal(state, expected)
-    for name, p in (straight.best_state or {}).items():
-        assert torch.equal(resumed.best_state[name], p), f"kept {name} differs after resume"
+    for name, p in (straight.best.state or {}).items():
+        assert torch.equal(resumed.best.state[name], p), f"kept {name} differs after resume"
 
 
 def test_resume_refuses_persistent_chains_from_other_data(tmp_path):
@@ -286,10 +287,10 @@ def test_resume_after_a_stop_continues_from_the_saved_weights(tmp_path):
 
 
 def test_resume_refuses_a_file_without_training_state(tmp_path):
-    from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+    from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
     from rnnrbm_studio.errors import StudioError
 
-    save_checkpoint(tmp_path / "model.pt", model_payload(small_model()))
+    save_checkpoint(tmp_path / "model.pt", model_checkpoint(small_model()))
     with pytest.raises(StudioError, match="no training state"):
         Trainer.resume(tmp_path / "model.pt", arpeggios())
 
@@ -312,8 +313,8 @@ def test_a_nan_gradient_stops_training_and_keeps_the_last_good_checkpoint(tmp_pa
     assert "epoch 2, update 1" in result.message and "last good checkpoint (epoch 1) is kept" in result.message
     assert events[-1].event == "diverged" and events[-1].message == result.message
     assert not torch.isfinite(model.W).all()  # the guard fired for a real reason
-    saved, payload = load_model(tmp_path / "run.pt", which="last")
-    assert payload["progress"]["epochs_completed"] == 1
+    saved, checkpoint = load_model(tmp_path / "run.pt", which="last")
+    assert checkpoint.training.progress.epochs_completed == 1
     for name, p in saved.state_dict().items():
         assert torch.isfinite(p).all() and torch.equal(p, after_epoch_1[name]), name
 
@@ -334,7 +335,7 @@ def test_a_nan_loss_stops_training_before_the_update(tmp_path, monkeypatch):
     result = trainer.run()
     assert result.status == "diverged" and len(calls) == 5 and "epoch 2, update 2" in result.message
     assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before stepping on it
-    assert load_checkpoint(tmp_path / "run.pt")["progress"]["epochs_completed"] == 1
+    assert load_checkpoint(tmp_path / "run.pt").training.progress.epochs_completed == 1
 
 
 def test_a_huge_learning_rate_diverges_cleanly(tmp_path):
@@ -415,11 +416,11 @@ def test_persistent_chains_start_where_each_frame_s_chain_stopped_the_epoch_befo
     trainer.run()
     first_epoch_starts = torch.cat(starts)
     assert first_epoch_starts.sum() == sum(float(r.sum()) for r in rolls)  # epoch 1 starts at the data
-    for state, roll in zip(trainer._chain_states, rolls):
+    for state, roll in zip(trainer.chains.states, rolls):
         np.testing.assert_array_equal(state, 1 - roll)
     trainer.config.epochs = 2
     trainer.run()
-    for state, roll in zip(trainer._chain_states, rolls):
+    for state, roll in zip(trainer.chains.states, rolls):
         np.testing.assert_array_equal(state, roll)
 
 
@@ -446,7 +447,7 @@ def test_persistent_chains_follow_their_piece_into_each_epoch_s_key(monkeypatch)
     for batch, start, mask in seen:
         real = mask > 0 if mask is not None else slice(None)
         torch.testing.assert_close(start[real], batch[real], rtol=0, atol=0)
-    for state, roll in zip(trainer._chain_states, rolls):
+    for state, roll in zip(trainer.chains.states, rolls):
         np.testing.assert_array_equal(state, roll)
 
 
@@ -470,9 +471,9 @@ def test_the_weights_kept_are_the_running_average_of_the_weights_after_each_upda
     for weights in after_each_update[1:]:
         expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
     for name, value in expected.items():
-        torch.testing.assert_close(trainer.best_state[name], value)
+        torch.testing.assert_close(trainer.best.state[name], value)
         torch.testing.assert_close(trainer.model.state_dict()[name], after_each_update[-1][name], rtol=0, atol=0)
-    assert not torch.allclose(trainer.best_state["W"], trainer.model.W)
+    assert not torch.allclose(trainer.best.state["W"], trainer.model.W)
 
 
 def test_selection_by_the_valid_monitor_judges_the_averaged_weights(monkeypatch):
@@ -484,7 +485,7 @@ def test_selection_by_the_valid_monitor_judges_the_averaged_weights(monkeypatch)
                         lambda: judged.append(trainer.model.W.detach().clone()) or original())
     trainer.run()
     torch.testing.assert_close(judged[0], trainer.averaged_state["W"], rtol=0, atol=0)
-    torch.testing.assert_close(trainer.best_state["W"], trainer.averaged_state["W"], rtol=0, atol=0)
+    torch.testing.assert_close(trainer.best.state["W"], trainer.averaged_state["W"], rtol=0, atol=0)
     assert not torch.equal(trainer.model.W, trainer.averaged_state["W"])
 
 

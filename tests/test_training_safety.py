@@ -52,13 +52,14 @@ def _stopping_at(points: list[tuple[int, int]]):
 def _assert_same_run(straight: Trainer, resumed: Trainer) -> None:
     for name, value in straight.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], value), f"{name} differs"
-    for name, value in (straight.best_state or {}).items():
-        assert torch.equal(resumed.best_state[name], value), f"kept {name} differs"
+    for name, value in (straight.best.state or {}).items():
+        assert torch.equal(resumed.best.state[name], value), f"kept {name} differs"
     for name, value in (straight.averaged_state or {}).items():
         assert torch.equal(resumed.averaged_state[name], value), f"averaged {name} differs"
     for key in ("epoch", "loss", "monitor", "valid_monitor"):
-        assert [h[key] for h in resumed.history] == [h[key] for h in straight.history], key
-    for state, expected in zip(resumed._chain_states, straight._chain_states):
+        assert [getattr(h, key) for h in resumed.history] == [getattr(h, key) for h in straight.history], key
+    for state, expected in zip(resumed.chains.states if resumed.chains else [],
+                               straight.chains.states if straight.chains else []):
         np.testing.assert_array_equal(state, expected)
 
 
@@ -79,13 +80,13 @@ def test_a_run_stopped_mid_epoch_and_resumed_equals_an_uninterrupted_run_bitwise
     for epoch, step in stops:
         result = trainer.run()
         assert result.status == "stopped" and f"epoch {epoch} after update {step}" in result.message
-        saved = load_checkpoint(path)["epoch_in_progress"]
-        assert (saved["epoch"], saved["step"]) == (epoch, step)
+        saved = load_checkpoint(path).training.epoch_in_progress
+        assert (saved.epoch, saved.step) == (epoch, step)
         trainer = progress.trainer = Trainer.resume(path, TRAIN, VALID, progress=progress, progress_interval=0)
-        assert trainer.resume_epoch["step"] == step and trainer.epochs_completed == epoch - 1
+        assert trainer.resume_epoch.step == step and trainer.epochs_completed == epoch - 1
     assert trainer.run().status == "finished"
     _assert_same_run(straight, trainer)
-    assert load_checkpoint(path)["epoch_in_progress"] is None
+    assert load_checkpoint(path).training.epoch_in_progress is None
 
 
 def test_a_stop_during_pretraining_resumes_by_pretraining_again_from_the_start(tmp_path):
@@ -108,9 +109,9 @@ def test_a_stop_during_pretraining_resumes_by_pretraining_again_from_the_start(t
     result = trainer.run()
     assert result.status == "stopped" and "pretraining" in result.message
     saved = load_checkpoint(path)
-    assert saved["pretraining"] == {} and saved["progress"]["epochs_completed"] == 0
+    assert saved.training.pretraining == {} and saved.training.progress.epochs_completed == 0
     for name, value in initial.items():  # the run's start, not the half-pretrained weights
-        assert torch.equal(saved["model_state"][name], value), name
+        assert torch.equal(saved.model_state[name], value), name
     resumed = Trainer.resume(path, TRAIN, VALID)
     assert resumed.run().status == "finished"
     _assert_same_run(straight, resumed)
@@ -143,7 +144,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_and_keeps_the_previo
     message = str(error.value)
     assert "No space left on device" in message and "still holds the previous checkpoint" in message
     assert "\n" not in message and trainer.epochs_completed == 2
-    assert load_checkpoint(path)["progress"]["epochs_completed"] == 1
+    assert load_checkpoint(path).training.progress.epochs_completed == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]  # no temporary file, no lock file
 
 
@@ -151,7 +152,7 @@ def test_export_params_leaves_no_file_when_the_write_fails(tmp_path, monkeypatch
     from rnnrbm_studio.cli import engine
 
     model = tmp_path / "m.pt"
-    checkpoint_module.save_checkpoint(model, checkpoint_module.model_payload(build_model(SMALL, 0)))
+    checkpoint_module.save_checkpoint(model, checkpoint_module.model_checkpoint(build_model(SMALL, 0)))
 
     def fails_midway(stream, **arrays):
         stream.write(b"PK\x03\x04 part of an archive")
@@ -203,7 +204,7 @@ def test_an_existing_model_is_only_replaced_with_force(songs, tmp_path, capsys):
     assert out.read_bytes() == b"a model trained for days"
     assert main(["train", str(songs), "--out", str(out), "--epochs", "1", "--force", *TINY]) == 0
     capsys.readouterr()
-    assert load_checkpoint(out)["progress"]["epochs_completed"] == 1
+    assert load_checkpoint(out).training.progress.epochs_completed == 1
 
 
 def test_resume_refuses_the_options_a_run_fixes(songs, tmp_path, capsys):
@@ -284,14 +285,14 @@ def test_a_stop_signal_saves_and_the_resumed_run_equals_an_uninterrupted_one(son
     name = signal.Signals(signum).name
     assert code == 128 + signum and "Traceback" not in stderr, stderr
     assert f"{name}: stopping after this update and saving" in stderr and "stopped: stopped during epoch" in stderr
-    saved = load_checkpoint(out)
-    partial = saved["epoch_in_progress"]
-    assert partial is not None and partial["epoch"] == saved["progress"]["epochs_completed"] + 1
+    saved = load_checkpoint(out).training
+    partial = saved.epoch_in_progress
+    assert partial is not None and partial.epoch == saved.progress.epochs_completed + 1
     assert not lock_path_of(out).exists()
 
-    epochs = partial["epoch"]
+    epochs = partial.epoch
     resumed = _cli("train", songs, "--out", out, "--resume", "--epochs", epochs)
-    assert resumed.returncode == 0 and f"update {partial['step']} of epoch {epochs}" in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 0 and f"update {partial.step} of epoch {epochs}" in resumed.stderr, resumed.stderr
     straight = _cli("train", songs, "--out", tmp_path / "straight.pt", "--epochs", epochs, *TINY)
     assert straight.returncode == 0, straight.stderr
     a, b = load_model(out, which="last")[0].state_dict(), load_model(tmp_path / "straight.pt", which="last")[0].state_dict()
@@ -319,7 +320,7 @@ def test_a_second_writer_of_the_same_model_is_refused_with_the_first_one_s_pid(s
         first.process.send_signal(signal.SIGTERM)
         code, stderr = first.finish()
     assert code == 128 + signal.SIGTERM, stderr
-    assert load_checkpoint(out)["model_config"]["n_hidden"] == 8
+    assert load_checkpoint(out).model_config.n_hidden == 8
     with output_lock(out):  # free again, and its lock file gone
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

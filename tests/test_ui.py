@@ -16,7 +16,7 @@ import torch
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.training.checkpoint import load_checkpoint, load_model, model_checkpoint, save_checkpoint  # noqa: E402
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig  # noqa: E402
 from rnnrbm_studio.music.midi_files import roll_to_midi  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
@@ -44,7 +44,7 @@ def write_corpus(folder: Path, n_files: int = 6, broken: int = 1) -> Path:
 def small_model_file(tmp_path) -> Path:
     model = RnnRbm(RnnRbmConfig(n_hidden=16, n_hidden_recurrent=8, cd_k=1, gibbs_steps=5))
     path = tmp_path / "small.pt"
-    save_checkpoint(path, model_payload(model))
+    save_checkpoint(path, model_checkpoint(model))
     return path
 
 
@@ -140,8 +140,7 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert len(window.training_plot.epochs) == 2
     assert window.training_plot.legend_names() == ["training", "validation"]
     assert window.model_path is not None and window.model_path.parent == tmp_path / "models"
-    payload = load_checkpoint(window.model_path)
-    assert payload["progress"]["epochs_completed"] == 2
+    assert load_checkpoint(window.model_path).training.progress.epochs_completed == 2
     assert window.training_panel.resume_button.isEnabled()
     assert not window.training_panel.stop_button.isEnabled()
 
@@ -157,7 +156,7 @@ def test_the_same_seed_trains_the_same_model_twice(qtbot, window, tmp_path):
         assert finished.args[0].status == "finished"
         paths.append(window.model_path)
     assert paths[0] != paths[1]  # two runs in the same second still get files of their own
-    first, second = (load_checkpoint(path)["model_state"] for path in paths)
+    first, second = (load_checkpoint(path).model_state for path in paths)
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
@@ -171,13 +170,13 @@ def test_stop_then_resume_training(qtbot, window, tmp_path):
         window.training_panel.stop_button.click()
     result = finished.args[0]
     assert result.status == "stopped"
-    stopped_at = load_checkpoint(window.model_path)["progress"]["epochs_completed"]
+    stopped_at = load_checkpoint(window.model_path).training.progress.epochs_completed
     assert 1 <= stopped_at < 500
     window.training_panel.epochs.setValue(stopped_at + 1)
     with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
         window.training_panel.resume_button.click()
     assert finished.args[0].status == "finished"
-    assert load_checkpoint(window.model_path)["progress"]["epochs_completed"] == stopped_at + 1
+    assert load_checkpoint(window.model_path).training.progress.epochs_completed == stopped_at + 1
 
 
 def test_closing_mid_training_keeps_the_checkpoint(qtbot, tmp_path, small_model_file):
@@ -193,8 +192,7 @@ def test_closing_mid_training_keeps_the_checkpoint(qtbot, tmp_path, small_model_
     checkpoint = next((tmp_path / "models").glob("*.pt"))
     main.close()  # stops training, waits for it
     assert not main.training.is_running()
-    payload = load_checkpoint(checkpoint)
-    assert payload["progress"]["epochs_completed"] >= 1
+    assert load_checkpoint(checkpoint).training.progress.epochs_completed >= 1
     model, _ = load_model(checkpoint)
     assert all(np.isfinite(v.numpy()).all() for v in model.state_dict().values())
     assert_no_qt_leaks(main)
@@ -441,24 +439,45 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
         panel.train_button.click()
         assert not panel.recipe.isEnabled()  # fixed while training runs
     assert finished.args[0].status == "finished"
-    payload = load_checkpoint(window.model_path)
-    config = payload["train_config"]
-    assert (config["cd_start"], config["select_by"], config["lr_schedule"]) == ("persistent", "ll", "cosine")
-    assert config["epochs"] == 1 and config["min_updates"] == 0  # the user's epochs, not stretched
-    assert set(payload["pretraining"]) == {"rbm", "rnn"}
-    assert payload["history"][0]["valid_ll"] is not None  # kept by the validation log-likelihood
-    assert payload["model_config"]["gibbs_steps"] == 1000  # a sharp model composes with its own setting
+    checkpoint = load_checkpoint(window.model_path)
+    config = checkpoint.training.train_config
+    assert (config.cd_start, config.select_by, config.lr_schedule) == ("persistent", "ll", "cosine")
+    assert config.epochs == 1 and config.min_updates == 0  # the user's epochs, not stretched
+    assert set(checkpoint.training.pretraining) == {"rbm", "rnn"}
+    assert checkpoint.history[0].valid_ll is not None  # kept by the validation log-likelihood
+    assert checkpoint.model_config.gibbs_steps == 1000  # a sharp model composes with its own setting
     assert window.live_panel.gibbs_steps.value() == 1000
 
-    assert config["key_shift"] == 0  # off by default: the bundled model's corpus is all in C
+    assert config.key_shift == 0  # off by default: the bundled model's corpus is all in C
     panel.key_shift.setValue(1)
-    assert panel.train_config().key_shift == 1 and panel.train_config().cd_start == "persistent"
+    assert panel.configs()[1].key_shift == 1 and panel.configs()[1].cd_start == "persistent"
     panel.recipe.setChecked(False)
-    plain = panel.train_config()
+    model_config, plain = panel.configs()
     assert plain.key_shift == 1
     assert (plain.cd_start, plain.select_by, plain.rnn_pretrain_epochs, plain.weight_decay) == ("data", "monitor", 0, 0)
     assert plain.batch_seqs == panel.batch_seqs.value() and plain.learning_rate == panel.learning_rate.value()
-    assert panel.model_config().gibbs_steps == 25  # the tutorial's setting for the tutorial's training
+    assert model_config.gibbs_steps == 25  # the tutorial's setting for the tutorial's training
+
+
+def test_the_training_panel_starts_at_the_quality_recipe_within_the_engine_s_ranges(window):
+    """Train's fields show the recipe's own values (training/recipes.py, as `train --recipe quality`) and
+    cannot reach a number a model file could not hold (limits.py)."""
+    from rnnrbm_studio import limits
+    from rnnrbm_studio.training.recipes import configs
+
+    panel = window.training_panel
+    assert panel.recipe.isChecked() and panel.configs() == configs("quality", min_updates=0)
+    boxes = ((panel.hidden, limits.MODEL_FIELDS, "n_hidden"), (panel.recurrent, limits.MODEL_FIELDS, "n_hidden_recurrent"),
+             (panel.cd_k, limits.MODEL_FIELDS, "cd_k"), (panel.learning_rate, limits.TRAIN_FIELDS, "learning_rate"),
+             (panel.epochs, limits.TRAIN_FIELDS, "epochs"), (panel.batch_seqs, limits.TRAIN_FIELDS, "batch_seqs"),
+             (panel.key_shift, limits.TRAIN_FIELDS, "key_shift"), (panel.seed, limits.TRAIN_CLI_RANGES, "seed"),
+             (panel.steps_per_beat, limits.ROLL_FIELDS, "steps_per_beat"))
+    for box, table, name in boxes:
+        low, high = limits.bounds(table, name)
+        above = box.minimum() > low if limits.is_open_low(table, name) else box.minimum() >= low
+        assert above and box.maximum() <= high, name
+    assert [panel.optimizer.itemText(i) for i in range(panel.optimizer.count())] == ["adam", "sgd"]
+    assert set(limits.TRAIN_FIELDS["optimizer"]) == {"adam", "sgd"}
 
 
 def test_closing_mid_export_cancels_it_and_writes_nothing(qtbot, window, tmp_path):

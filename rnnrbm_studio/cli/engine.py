@@ -72,14 +72,14 @@ def check_output_file(out: Path, temporary_name: str | None = None) -> None:
 
 # --------------------------------------------------------------------------------- generate
 def generate_command(args: argparse.Namespace) -> int:
-    from ..training.checkpoint import load_model, roll_settings_of
+    from ..training.checkpoint import load_model
     from ..music.midi_files import read_midi, roll_to_midi
 
     path = model_path_or_default(args.model)
-    model, payload = load_model(path)
+    model, checkpoint = load_model(path)
     # before generating, which can take minutes (the temporary file named as save_midi_atomically's)
     check_output_file(Path(args.out), temporary_name=f".{Path(args.out).name}.{os.getpid()}.tmp")
-    settings = roll_settings_of(payload)
+    settings = checkpoint.data.roll_settings
     primer = None
     if args.primer:
         try:
@@ -105,43 +105,38 @@ def generate_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- info
 def info_command(args: argparse.Namespace) -> int:
-    from ..training.checkpoint import load_checkpoint, roll_settings_of
+    from ..training.checkpoint import load_checkpoint
 
     path = model_path_or_default(args.model)
-    payload = load_checkpoint(path)
-    config = payload.get("model_config", {})
+    checkpoint = load_checkpoint(path)
     print(f"model: {path}")
-    print("  " + ", ".join(f"{k} {v}" for k, v in config.items()))
-    n_params = sum(v.numel() for v in payload["model_state"].values())
-    print(f"  parameters: {n_params:,}")
-    print(f"data: {payload.get('data') or '-'}")
-    print(f"  time grid: {roll_settings_of(payload).describe()}")
-    progress = payload.get("progress")
-    if progress:
-        train = payload.get("train_config", {})
-        print(f"training: {progress.get('epochs_completed', 0)}/{train.get('epochs', '?')} epochs, "
-              f"{format_seconds(progress.get('elapsed_seconds', 0))} of training")
-        print("  " + ", ".join(f"{k} {v}" for k, v in train.items()))
-        best = progress.get("best_valid_monitor")
-        history = payload.get("history") or []
-        if history:
-            last = history[-1]
-            shown = (("monitor", "monitor"), ("valid", "valid_monitor"))
-            readings = [f"{label} {last[key]:.3f}" for label, key in shown if last.get(key) is not None]
+    print("  " + ", ".join(f"{k} {v}" for k, v in checkpoint.model_config.to_dict().items()))
+    print(f"  parameters: {sum(v.numel() for v in checkpoint.model_state.values()):,}")
+    print(f"data: {checkpoint.data.description or '-'}")
+    print(f"  time grid: {checkpoint.data.roll_settings.describe()}")
+    training = checkpoint.training
+    if training is not None:
+        progress, train = training.progress, training.train_config
+        print(f"training: {progress.epochs_completed}/{train.epochs} epochs, "
+              f"{format_seconds(progress.elapsed_seconds)} of training")
+        print("  " + ", ".join(f"{k} {v}" for k, v in train.to_dict().items()))
+        if checkpoint.history:
+            last = checkpoint.history[-1]
+            readings = [f"{label} {value:.3f}" for label, value in (("monitor", last.monitor),
+                                                                    ("valid", last.valid_monitor)) if value is not None]
             if readings:
                 print("  last epoch: " + ", ".join(readings))
-        if best is not None:
-            print(f"  best valid monitor: {best:.3f}")
-        partial = payload.get("epoch_in_progress")
+        if progress.best_valid_monitor is not None:
+            print(f"  best valid monitor: {progress.best_valid_monitor:.3f}")
+        partial = training.epoch_in_progress
         if partial:
-            print(f"  stopped during epoch {partial['epoch']} after update {partial['step']} "
-                  f"(--resume continues from there)")
-    if payload.get("training_state_problem"):
-        print(f"training state: damaged, ignored ({payload['training_state_problem']})")
-    for key in ("history_note", "evaluation", "recipe", "candidates"):
-        if payload.get(key):
-            print(f"{key}: {payload[key]}")
-    print(f"saved: {payload.get('saved_at', '?')}")
+            print(f"  stopped during epoch {partial.epoch} after update {partial.step} (--resume continues from there)")
+    if checkpoint.training_problem:
+        print(f"training state: damaged, ignored ({checkpoint.training_problem})")
+    for name in ("history_note", "evaluation", "recipe", "candidates"):
+        if getattr(checkpoint, name):
+            print(f"{name}: {getattr(checkpoint, name)}")
+    print(f"saved: {checkpoint.saved_at or '?'}")
     return 0
 
 

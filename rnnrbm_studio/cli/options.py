@@ -83,14 +83,27 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> _FloatIn:
     return _FloatIn(float(low), float(high), low_open=low_open)
 
 
-def from_limits(table: dict, name: str) -> _Range:
-    """The argparse type of a field of a limits.py table (the same range a model file is held to)."""
-    from ..limits import bounds, is_open_low
-
-    low, high = bounds(table, name)
+def from_rule(rule) -> _Range:
+    """The argparse type of a limits.py rule: (low, high), or ("open", low, high) for numbers above low."""
+    low_open = rule[0] == "open"
+    low, high = rule[1:] if low_open else rule
     if isinstance(low, int) and isinstance(high, int):
         return int_in(low, high)
-    return float_in(low, high, low_open=is_open_low(table, name))
+    return float_in(low, high, low_open=low_open)
+
+
+def from_limits(table: dict, name: str) -> _Range:
+    """The argparse type of a field of a limits.py table (the same range a model file is held to)."""
+    return from_rule(table[name])
+
+
+def shown(value) -> str:
+    """A default as --help shows it."""
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "on"
+    return _plain(value) if isinstance(value, (int, float)) else str(value)
 
 
 def _plain(number) -> str:

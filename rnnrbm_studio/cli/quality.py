@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,8 @@ MAX_PIECES = 1_000_000
 
 
 def register(subparsers) -> None:
-    from ..quality.evaluate import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES, DEFAULT_BETAS, DEFAULT_CHAINS
+    from ..quality.accuracy import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES
+    from ..quality.ais import DEFAULT_BETAS, DEFAULT_CHAINS
 
     ev = subparsers.add_parser(
         "eval", help="measure a model on a corpus: log-likelihood per step (AIS), frame accuracy, monitor",
@@ -57,14 +60,15 @@ def register(subparsers) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     import torch
 
-    from ..training.checkpoint import load_checkpoint, load_model, roll_settings_of, save_checkpoint
+    from ..training.checkpoint import load_checkpoint, load_model, save_checkpoint
     from ..music.corpus import load_corpus
     from ..quality.evaluate import evaluate_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, payload = load_model(args.model)
-    corpus = load_corpus(args.data, roll_settings_of(payload))
+    identity = _identity(args.model)  # before reading: a file replaced while it is measured is not recorded into
+    model, checkpoint = load_model(args.model)
+    corpus = load_corpus(args.data, checkpoint.data.roll_settings)
     pieces = corpus.splits[args.split][:args.pieces]
     rolls = [p.roll for p in pieces if len(p.roll)]
     if not rolls:
@@ -90,12 +94,11 @@ def eval_command(args: argparse.Namespace) -> int:
 
         with output_lock(args.model):  # a training run writing the file would overwrite the record
             current = load_checkpoint(args.model)
-            if current.get("saved_at") != payload.get("saved_at"):  # replaced while it was being measured
+            if _identity(args.model) != identity or current.saved_at != checkpoint.saved_at:
                 raise StudioError(f"{args.model} changed while it was being measured; the result was not recorded")
-            payload = current
-            payload["evaluation"] = summary(values)
+            current.evaluation = summary(values)
             try:
-                save_checkpoint(args.model, payload)
+                save_checkpoint(args.model, current)
             except OSError as error:
                 raise StudioError(f"cannot write {args.model}: {error.strerror or error}") from None
     if args.json:
@@ -103,6 +106,16 @@ def eval_command(args: argparse.Namespace) -> int:
     else:
         print(format_table(values))
     return 0
+
+
+def _identity(path: str) -> tuple | None:
+    """What differs once a file is replaced: checkpoints are written to a new file renamed over the old one
+    (saved_at alone counts whole seconds)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def summary(values: dict) -> dict:
@@ -115,7 +128,7 @@ def summary(values: dict) -> dict:
                    ais=f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base",
                    accuracy_ais_weighted=round(ll["accuracy"], 4))
     if acc:
-        out.update(accuracy=round(acc["mean"], 4), accuracy_se=round(acc["se"], 4) if acc["se"] == acc["se"] else None,
+        out.update(accuracy=round(acc["mean"], 4), accuracy_se=None if math.isnan(acc["se"]) else round(acc["se"], 4),
                    accuracy_protocol=f"{acc['samples']} samples x {acc['gibbs_steps']} Gibbs steps from v_(t-1)",
                    app_sampler_accuracy=round(values["app_accuracy"]["mean"], 4))
     if values.get("monitor") is not None:
@@ -146,7 +159,7 @@ def format_table(values: dict) -> str:
                        ("app_accuracy", "  ... as the app composes, %")):
         acc = values.get(key)
         if acc:
-            se = f"± {acc['se'] * 100:<5.2f}" if acc["se"] == acc["se"] else " " * 7
+            se = " " * 7 if math.isnan(acc["se"]) else f"± {acc['se'] * 100:<5.2f}"
             start = "from v(t-1)" if acc["start"] == "previous" else "from silence"
             lines.append(f"{label:<44} {acc['mean'] * 100:>11.2f} {se}   {acc['samples']} predictions per frame, "
                          f"{acc['gibbs_steps']} Gibbs steps {start}, {acc['seconds']:.0f} s")

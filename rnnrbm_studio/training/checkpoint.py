@@ -1,12 +1,14 @@
 """Checkpoints: config, weights, optimiser state, progress and data settings in one file.
 
-Written atomically: the bytes go to a temporary file in the same folder, are flushed to disk, and
-the temporary file is renamed over the old checkpoint, so a crash at any point leaves either the
-old or the new checkpoint, never a torn one.
+A Checkpoint (checkpoint_types.py) is written through one door, save_checkpoint, atomically: the
+bytes go to a temporary file in the same folder, are flushed to disk, and the temporary file is
+renamed over the old checkpoint, so a crash at any point leaves either the old or the new checkpoint,
+never a torn one.
 
-Read through one door, load_checkpoint: torch.load(weights_only=True), so a file cannot run code,
-then checkpoint_checks.validate_payload, so every reader gets fields of the right types, sizes within
-limits.py, weights of the right shapes and finite; anything else is a one-line CheckpointError.
+It is read through one door, load_checkpoint: torch.load(weights_only=True), so a file cannot run
+code; an older version's layout migrated to the current one; then checkpoint_checks.validate_payload,
+so every reader gets fields of the right types, sizes within limits.py, weights of the right shapes
+and finite; anything else is a one-line CheckpointError.
 """
 from __future__ import annotations
 
@@ -17,20 +19,18 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
 import torch
 
 from .checkpoint_checks import Invalid, check_fields, check_weights, validate_payload, weight_shapes
+from .checkpoint_types import FORMAT, SCHEMA_VERSION, Checkpoint, DataSettings, migrate
 from ..errors import StudioError
 from ..limits import MODEL_FIELDS
 from ..model import RnnRbm, RnnRbmConfig
 from ..music.pianoroll import RollSettings
 
 log = logging.getLogger(__name__)
-
-FORMAT = "rnnrbm-studio-checkpoint"
-VERSION = 1
 
 
 class CheckpointError(StudioError):
@@ -72,12 +72,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     _fsync_folder(path.parent)
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` (stamped with the time now) to `path`, atomically; the folder is made if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION,
-               "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               **{k: v for k, v in payload.items() if k != "training_state_problem"}}
+    payload = checkpoint.to_dict()
+    payload["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     write_atomically(path, lambda stream: torch.save(payload, stream))
     log.debug("checkpoint written: %s", path)
 
@@ -130,8 +130,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A model file's payload, every field the app reads checked (checkpoint_checks.py); raises
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """A model file's checkpoint, every field the app reads checked (checkpoint_checks.py); raises
     CheckpointError with a one-line reason otherwise."""
     path = Path(path)
     if not path.exists():
@@ -152,29 +152,32 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model ({detail[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an RNN-RBM Studio model file")
-    version = payload.get("version", VERSION)
+    version = payload.get("version", 1)  # (every file has had one; the first layout is the safe guess)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path} is a damaged model file: its format version is {version!r}"[:300])
-    if version > VERSION:
+    if version > SCHEMA_VERSION:
         raise CheckpointError(f"{path} was written by a newer RNN-RBM Studio (format {version})")
     try:
-        return validate_payload(payload)
+        checked, training_problem = validate_payload(migrate(payload, version))
     except Invalid as problem:
         raise CheckpointError(f"{path} is a damaged or incompatible model file: {problem}") from None
+    return Checkpoint.from_dict(checked, training_problem)
 
 
-def model_from_payload(payload: dict[str, Any], which: str = "best") -> RnnRbm:
+def model_from_checkpoint(checkpoint: Checkpoint, which: str = "best") -> RnnRbm:
     """The model in a checkpoint: its best-on-validation weights if recorded (which='best'), else the last.
 
-    Checks the model's part again, so a payload built or edited in memory gets the same one-line
+    Checks the model's part again, so a checkpoint built or edited in memory gets the same one-line
     CheckpointError as a file."""
     try:
-        config = check_fields(payload.get("model_config"), MODEL_FIELDS, set(), "model_config")
+        config = checkpoint.model_config
+        config = check_fields(config.to_dict() if isinstance(config, RnnRbmConfig) else config, MODEL_FIELDS,
+                              set(), "model_config")
         if "n_hidden" not in config or "n_hidden_recurrent" not in config:
             raise Invalid("model_config lacks the sizes of the model")
-        state = payload.get("best_model_state") if which == "best" else None
+        state = checkpoint.best_model_state if which == "best" else None
         name = "best_model_state" if state is not None else "model_state"
-        state = check_weights(payload.get(name), weight_shapes(config), name)
+        state = check_weights(state if state is not None else checkpoint.model_state, weight_shapes(config), name)
         model = RnnRbm(RnnRbmConfig.from_dict(config))
         model.load_state_dict(state)
     except Invalid as problem:
@@ -185,16 +188,21 @@ def model_from_payload(payload: dict[str, Any], which: str = "best") -> RnnRbm:
     return model
 
 
-def load_model(path: str | os.PathLike, which: str = "best") -> tuple[RnnRbm, dict[str, Any]]:
-    payload = load_checkpoint(path)
-    return model_from_payload(payload, which), payload
+def load_model(path: str | os.PathLike, which: str = "best") -> tuple[RnnRbm, Checkpoint]:
+    checkpoint = load_checkpoint(path)
+    return model_from_checkpoint(checkpoint, which), checkpoint
 
 
-def roll_settings_of(payload: dict[str, Any]) -> RollSettings:
-    return RollSettings.from_dict(payload.get("roll_settings"))
+def roll_settings_of(checkpoint: Checkpoint | None) -> RollSettings:
+    """The time grid a checkpoint's model plays and reads primers on; the default grid without one
+    (no model open)."""
+    return checkpoint.data.roll_settings if checkpoint is not None else RollSettings()
 
 
-def model_payload(model: RnnRbm, roll_settings: RollSettings | None = None, **extra: Any) -> dict[str, Any]:
-    """A checkpoint payload for a model alone (no optimiser, no progress): for saving from the app."""
-    return {"model_config": model.config.to_dict(), "model_state": model.state_dict(),
-            "roll_settings": (roll_settings or RollSettings()).to_dict(), **extra}
+def model_checkpoint(model: RnnRbm, roll_settings: RollSettings | None = None, description: str = "") -> Checkpoint:
+    """A checkpoint of a model alone (no training state): for saving from the app."""
+    return Checkpoint(model_config=model.config, model_state=model.state_dict(),
+                      data=DataSettings(roll_settings or RollSettings(), description))
+
+
+model_payload = model_checkpoint  # the name the live tests and benchmarks import

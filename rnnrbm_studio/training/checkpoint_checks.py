@@ -1,18 +1,19 @@
 """What a model file must hold before any part of the app reads it.
 
 A checkpoint is data from disk: edited, truncated by hand, or written by something else. Every field
-the app reads is checked here once, so the readers (info, generate, play, eval, export-params, resume,
-the window) can trust the payload they get. The rules, by the part of the file:
+the app reads is checked here once, on the file's dict in the current layout (checkpoint_types.py;
+older files are migrated first), so the readers (info, generate, play, eval, export-params, resume,
+the window) can trust the Checkpoint they get. The rules, by the part of the file:
 
-* the model (model_config, model_state, best_model_state, roll_settings): wrong types, sizes outside
-  limits.py, tensors whose shapes do not follow the config, or NaN/infinite weights refuse the file
-  (Invalid), since nothing sensible can be played from it;
-* the training state (train_config, progress, optimizer_state, averaged_state, rng, chain_states,
-  pretraining, epoch_in_progress): if any of it is malformed, all of it is dropped (logged) and
-  `training_state_problem` says why: the model still plays, info shows the reason, and --resume
+* the model (model_config, model_state, best_model_state, data.roll_settings): wrong types, sizes
+  outside limits.py, tensors whose shapes do not follow the config, or NaN/infinite weights refuse the
+  file (Invalid), since nothing sensible can be played from it;
+* the training state (`training`: train_config, progress, optimizer_state, averaged_state, rng,
+  chain_states, pretraining, epoch_in_progress): if any of it is malformed, all of it is dropped
+  (logged) and the reason is returned: the model still plays, info shows the reason, and --resume
   refuses with it instead of continuing some other run;
-* descriptions (history, evaluation, candidates, recipe, history_note, data, saved_at): a malformed
-  one is dropped with a logged warning.
+* descriptions (history, evaluation, candidates, recipe, history_note, data.description, saved_at): a
+  malformed one is dropped with a logged warning.
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from ..limits import MODEL_FIELDS, ROLL_FIELDS, ROLL_OPTIONAL, TRAIN_FIELDS, TRA
 
 log = logging.getLogger(__name__)
 
-TRAINING_KEYS = ("train_config", "progress", "optimizer_state", "averaged_state", "rng", "chain_states",
-                 "pretraining", "epoch_in_progress")
 COUNT_MAX = 10**12  # epochs, updates, frames: far above any real run, far below an overflow
 PROGRESS_FIELDS = {"epochs_completed": 0, "best_valid_monitor": None, "best_valid_ll": None,
                    "epochs_since_best": 0, "elapsed_seconds": 0.0}
@@ -38,8 +37,9 @@ class Invalid(ValueError):
     """A part of a checkpoint that cannot be used; str() is a one-line reason naming the field."""
 
 
-def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """A checked copy of a checkpoint's payload (format and version already checked); raises Invalid."""
+def validate_payload(payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A checked copy of a checkpoint's dict (current layout; format and version already checked), and
+    why its training state was dropped (None if it was not); raises Invalid for a model that cannot be used."""
     out = dict(payload)
     config = check_fields(payload.get("model_config", _MISSING), MODEL_FIELDS, set(), "model_config")
     for name in ("n_hidden", "n_hidden_recurrent"):  # the shapes follow them: no default can stand in
@@ -50,24 +50,41 @@ def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
     out["model_state"] = check_weights(payload.get("model_state", _MISSING), shapes, "model_state")
     if payload.get("best_model_state") is not None:
         out["best_model_state"] = check_weights(payload["best_model_state"], shapes, "best_model_state")
-    if payload.get("roll_settings") is not None:
-        out["roll_settings"] = check_fields(payload["roll_settings"], ROLL_FIELDS, ROLL_OPTIONAL, "roll_settings")
-    try:
-        _check_training_state(out, config, shapes)
-    except Invalid as problem:
-        # (info, not a warning: the one reader it matters to, --resume, says it as its error)
-        log.info("ignoring the training state of a model file: %s", problem)
-        for key in TRAINING_KEYS:
-            out.pop(key, None)
-        out["training_state_problem"] = str(problem)
+    out["data"] = _check_data(payload.get("data"))
+    problem = None
+    if payload.get("training") is not None:
+        try:
+            out["training"] = _check_training_state(payload["training"], config, shapes)
+        except Invalid as error:
+            # (info, not a warning: the one reader it matters to, --resume, says it as its error)
+            log.info("ignoring the training state of a model file: %s", error)
+            out.pop("training")
+            problem = str(error)
     for key, check in DESCRIPTIONS.items():
         if out.get(key) is None:
             continue
         try:
             out[key] = check(out[key], key)
-        except Invalid as problem:
-            log.warning("ignoring a model file's %s: %s", key, problem)
+        except Invalid as error:
+            log.warning("ignoring a model file's %s: %s", key, error)
             out.pop(key)
+    return out, problem
+
+
+def _check_data(data: Any) -> dict[str, Any]:
+    """The time grid (the model's part: it plays and reads primers on it) and the data's description."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise Invalid(f"data is {_shown(data)}, not a table of data settings")
+    out = {}
+    if data.get("roll_settings") is not None:
+        out["roll_settings"] = check_fields(data["roll_settings"], ROLL_FIELDS, ROLL_OPTIONAL, "data.roll_settings")
+    if data.get("description") is not None:
+        try:
+            out["description"] = _check_text(data["description"], "data.description")
+        except Invalid as error:
+            log.warning("ignoring a model file's data.description: %s", error)
     return out
 
 
@@ -172,80 +189,86 @@ def check_tensor(value: Any, where: str, shape: tuple[int, ...] | None = None, f
 
 
 # -------------------------------------------------------------------------- training state
-def _check_training_state(out: dict[str, Any], config: dict[str, Any], shapes) -> None:
+def _check_training_state(training: Any, config: dict[str, Any], shapes) -> dict[str, Any]:
+    if not isinstance(training, dict):
+        raise Invalid(f"training is {_shown(training)}, not a table")
+    out = dict(training)
+    where = "training."  # messages name the field as the file does
     if "train_config" in out:
-        out["train_config"] = check_fields(out["train_config"], TRAIN_FIELDS, TRAIN_OPTIONAL, "train_config")
+        out["train_config"] = check_fields(out["train_config"], TRAIN_FIELDS, TRAIN_OPTIONAL, where + "train_config")
     if "progress" in out:
-        out["progress"] = _check_progress(out["progress"])
+        out["progress"] = _check_progress(out["progress"], where + "progress")
     if out.get("averaged_state") is not None:
-        check_weights(out["averaged_state"], shapes, "averaged_state")
+        check_weights(out["averaged_state"], shapes, where + "averaged_state")
     if out.get("optimizer_state") is not None:
-        _check_optimizer_state(out["optimizer_state"])
+        _check_optimizer_state(out["optimizer_state"], where + "optimizer_state")
     if out.get("rng") is not None:
-        _check_rng(out["rng"])
+        _check_rng(out["rng"], where + "rng")
     if out.get("chain_states") is not None:
-        chains = check_tensor(out["chain_states"], "chain_states", floating=False)
+        label = where + "chain_states"
+        chains = check_tensor(out["chain_states"], label, floating=False)
         keys = config.get("n_visible", MODEL_FIELDS["n_visible"][0])
         if chains.dtype != torch.uint8 or chains.dim() != 2 or chains.shape[1] != (keys + 7) // 8:
-            raise Invalid(f"chain_states is a {chains.dtype} tensor of shape {tuple(chains.shape)}, not bits of "
+            raise Invalid(f"{label} is a {chains.dtype} tensor of shape {tuple(chains.shape)}, not bits of "
                           f"{keys} keys per frame")
     if out.get("pretraining") is not None:
-        out["pretraining"] = _check_table_of_tables(out["pretraining"], "pretraining")
+        out["pretraining"] = _check_table_of_tables(out["pretraining"], where + "pretraining")
     if out.get("epoch_in_progress") is not None:
-        _check_epoch_in_progress(out["epoch_in_progress"])
-
-
-def _check_progress(progress: Any) -> dict[str, Any]:
-    if not isinstance(progress, dict):
-        raise Invalid(f"progress is {_shown(progress)}, not a table")
-    out = {**PROGRESS_FIELDS, **{k: v for k, v in progress.items() if k in PROGRESS_FIELDS}}
-    for name in ("epochs_completed", "epochs_since_best"):
-        check_int(out[name], f"progress.{name}", 0, COUNT_MAX)
-    for name in ("best_valid_monitor", "best_valid_ll"):
-        _optional_number(out[name], f"progress.{name}")
-    out["elapsed_seconds"] = check_number(out["elapsed_seconds"], "progress.elapsed_seconds", 0.0, 1e12)
+        _check_epoch_in_progress(out["epoch_in_progress"], where + "epoch_in_progress")
     return out
 
 
-def _check_optimizer_state(state: Any) -> None:
+def _check_progress(progress: Any, where: str) -> dict[str, Any]:
+    if not isinstance(progress, dict):
+        raise Invalid(f"{where} is {_shown(progress)}, not a table")
+    out = {**PROGRESS_FIELDS, **{k: v for k, v in progress.items() if k in PROGRESS_FIELDS}}
+    for name in ("epochs_completed", "epochs_since_best"):
+        check_int(out[name], f"{where}.{name}", 0, COUNT_MAX)
+    for name in ("best_valid_monitor", "best_valid_ll"):
+        _optional_number(out[name], f"{where}.{name}")
+    out["elapsed_seconds"] = check_number(out["elapsed_seconds"], f"{where}.elapsed_seconds", 0.0, 1e12)
+    return out
+
+
+def _check_optimizer_state(state: Any, where: str) -> None:
     """The structure; Trainer.resume compares the tensors' shapes with the model's parameters."""
     if not isinstance(state, dict) or not isinstance(state.get("state"), dict) or not isinstance(
             state.get("param_groups"), list):
-        raise Invalid("optimizer_state is not an optimiser's state (state and param_groups)")
+        raise Invalid(f"{where} is not an optimiser's state (state and param_groups)")
     for group in state["param_groups"]:
         if not isinstance(group, dict) or not isinstance(group.get("params"), list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in group["params"]):
-            raise Invalid("optimizer_state.param_groups is malformed")
+            raise Invalid(f"{where}.param_groups is malformed")
     for index, values in state["state"].items():
         if not isinstance(index, int) or not isinstance(values, dict):
-            raise Invalid("optimizer_state.state is malformed")
+            raise Invalid(f"{where}.state is malformed")
         for name, value in values.items():
-            where = f"optimizer_state.state[{index}].{name}"
+            label = f"{where}.state[{index}].{name}"
             if isinstance(value, torch.Tensor):
-                check_tensor(value, where)
+                check_tensor(value, label)
             else:
-                check_number(value, where)
+                check_number(value, label)
 
 
-def _check_rng(rng: Any) -> None:
+def _check_rng(rng: Any, where: str) -> None:
     from .rng_state import rng_state_from_lists
     from ..sampling import BernoulliSampler
 
     if not isinstance(rng, dict):
-        raise Invalid(f"rng is {_shown(rng)}, not a table of random states")
+        raise Invalid(f"{where} is {_shown(rng)}, not a table of random states")
     for name in ("sampler", "monitor"):
         if name in rng:
             try:
                 BernoulliSampler(0).set_state(rng_state_from_lists(rng[name]))
             except Exception as error:  # foreign data: numpy's own message names no field
-                raise Invalid(f"rng.{name} is not a random generator's state ({type(error).__name__})") from None
+                raise Invalid(f"{where}.{name} is not a random generator's state ({type(error).__name__})") from None
     if "shuffle" in rng:
-        check_shuffle_state(rng["shuffle"], "rng.shuffle")
+        check_shuffle_state(rng["shuffle"], f"{where}.shuffle")
     if "torch" in rng:
         try:
             torch.Generator().set_state(rng["torch"])
         except Exception as error:
-            raise Invalid(f"rng.torch is not torch's random state ({type(error).__name__})") from None
+            raise Invalid(f"{where}.torch is not torch's random state ({type(error).__name__})") from None
 
 
 def check_shuffle_state(state: Any, where: str) -> None:
@@ -257,16 +280,16 @@ def check_shuffle_state(state: Any, where: str) -> None:
         raise Invalid(f"{where} is not a random generator's state ({type(error).__name__})") from None
 
 
-def _check_epoch_in_progress(epoch: Any) -> None:
+def _check_epoch_in_progress(epoch: Any, where: str) -> None:
     if not isinstance(epoch, dict):
-        raise Invalid(f"epoch_in_progress is {_shown(epoch)}, not a table")
-    check_int(epoch.get("epoch", _MISSING), "epoch_in_progress.epoch", 1, COUNT_MAX)
+        raise Invalid(f"{where} is {_shown(epoch)}, not a table")
+    check_int(epoch.get("epoch", _MISSING), f"{where}.epoch", 1, COUNT_MAX)
     for name in ("step", "frames"):
-        check_int(epoch.get(name, _MISSING), f"epoch_in_progress.{name}", 0, COUNT_MAX)
+        check_int(epoch.get(name, _MISSING), f"{where}.{name}", 0, COUNT_MAX)
     for name in ("loss_sum", "monitor_sum"):
-        check_number(epoch.get(name, _MISSING), f"epoch_in_progress.{name}")
-    check_number(epoch.get("seconds", _MISSING), "epoch_in_progress.seconds", 0.0, 1e12)
-    check_shuffle_state(epoch.get("shuffle", _MISSING), "epoch_in_progress.shuffle")
+        check_number(epoch.get(name, _MISSING), f"{where}.{name}")
+    check_number(epoch.get("seconds", _MISSING), f"{where}.seconds", 0.0, 1e12)
+    check_shuffle_state(epoch.get("shuffle", _MISSING), f"{where}.shuffle")
 
 
 # ---------------------------------------------------------------------------- descriptions
@@ -314,4 +337,4 @@ def _check_summary(table: Any, where: str) -> dict[str, Any]:
 
 
 DESCRIPTIONS = {"history": _check_history, "evaluation": _check_summary, "candidates": _check_summary,
-                "recipe": _check_text, "history_note": _check_text, "data": _check_text, "saved_at": _check_text}
+                "recipe": _check_text, "history_note": _check_text, "saved_at": _check_text}

@@ -1,7 +1,11 @@
 """The training run's settings, and what the Trainer reports: plain dataclasses, no torch.
 
-TrainConfig's fields are bounded by limits.TRAIN_FIELDS (checked when a model file is read and when the
-command line is parsed).
+Each TrainConfig field carries its help in its metadata (the command line's options are generated from
+the fields: cli/training.py), its range is in limits.TRAIN_FIELDS (checked when a model file is read
+and when the command line is parsed), and the values the recipes give it are in recipes.py. Its default
+is the Theano tutorial's training. Metadata keys: "help"; "option", the command line's flag where it is
+not the field's name; "internal", why a field has no option; "unset", what None means where it is not
+"off".
 """
 from __future__ import annotations
 
@@ -9,66 +13,98 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    return {"help": text, **more}
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    learning_rate: float = 0.001
-    optimizer: str = "sgd"  # "sgd" (the tutorial's) or "adam"
-    momentum: float = 0.0  # for sgd
-    batch_seqs: int = 1  # subsequences per update; 1 is the tutorial's schedule
-    seq_len: int = 100  # frames per subsequence
-    rnn_lr_scale: float = 1.0  # learning rate of the RNN's parameters relative to the RBM's
-    grad_clip: float | None = None  # clip the gradient's global norm
-    key_shift: int = 0  # augmentation: transpose each piece by up to +-key_shift steps, drawn anew each epoch
-    key_shift_step: int = 1  # shifts are multiples of this: 12 moves pieces by octaves and keeps their keys
-    key_shift_fraction: float = 1.0  # ...during this fraction of the epochs (the rest: the pieces' own keys)
-    patience: int | None = None  # stop after this many epochs without a better valid monitor
-    seed: int = 0
-    threads: int | None = None  # torch threads; None leaves torch's default
-    prefetch_random: bool = False  # draw random numbers ahead on a background thread (a free core helps)
-    # recipe options (docs/quality.md); the defaults leave the tutorial's training unchanged
-    lr_schedule: str = "constant"  # "cosine": decays to lr_min_ratio x the learning rates at the last epoch
-    lr_min_ratio: float = 0.05
-    rnn_pretrain_epochs: int = 0  # first train the RNN alone (W = 0: exact likelihood, no sampling); a cap:
-    # with valid data it keeps the best epoch by the exact valid log-likelihood and stops 10 epochs after it
-    rbm_pretrain_epochs: int = 0  # first train W, bv, bh as an RBM on the frames, shuffled (CD-k)
-    pretrain_lr: float = 0.003  # Adam's learning rate in both pretraining phases
-    # "ll": keep the best weights (and stop early) by the log-likelihood per step (a small AIS with a
-    # fixed seed) of the first select_frames valid frames, not by the tutorial's monitor
-    select_by: str = "monitor"
-    select_frames: int = 2000
-    # at least this many updates: `epochs` is raised to reach it on a small corpus, so that one command
-    # line gives a small corpus (JSB: 16 updates per epoch) as much training as a big one (Nottingham: 125)
-    min_updates: int = 0
-    cd_start: str = "data"  # where CD's negative chains start: "data" (the tutorial), "previous", "silence"
-    weight_decay: float = 0.0  # decoupled decay of W each update: W -= lr * weight_decay * W
-    rnn_weight_decay: float = 0.0  # the same for the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu), at the RNN's lr
-    # keep an exponential moving average of the weights (this decay per update; 0: off); the average is
-    # what is validated, selected and kept as the model, the raw weights go on training
-    average: float = 0.0
+    epochs: int = field(default=200, metadata=_help("passes over the data"))
+    learning_rate: float = field(default=0.001, metadata=_help("learning rate", option="--lr"))
+    optimizer: str = field(default="sgd", metadata=_help("sgd, the tutorial's plain gradient descent, or adam"))
+    momentum: float = field(default=0.0, metadata=_help("SGD momentum"))
+    batch_seqs: int = field(default=1, metadata=_help("subsequences per update; 1 is the tutorial's schedule"))
+    seq_len: int = field(default=100, metadata=_help("frames per subsequence"))
+    rnn_lr_scale: float = field(default=1.0, metadata=_help("RNN learning rate / RBM learning rate"))
+    grad_clip: float | None = field(default=None, metadata=_help("clip the gradient's global norm"))
+    key_shift: int = field(default=0, metadata=_help(
+        "augment: transpose each piece by up to +-N steps, drawn anew each epoch"))
+    key_shift_step: int = field(default=1, metadata=_help(
+        "semitones per key-shift step; 12 moves pieces by octaves, which keeps their keys"))
+    key_shift_fraction: float = field(default=1.0, metadata=_help(
+        "transpose during this fraction of the epochs only; the rest train on the pieces' own keys"))
+    patience: int | None = field(default=None, metadata=_help("stop after N epochs without a better valid monitor"))
+    seed: int = field(default=0, metadata=_help("the same seed and data train the same model"))
+    threads: int | None = field(default=None, metadata=_help("torch threads", unset="torch's own choice"))
+    prefetch_random: bool = field(default=False, metadata=_help(
+        "draw random numbers ahead on a background thread",
+        internal="bitwise the same run, and slower on a busy machine (README, Benchmarks): "
+                 "benchmarks/bench_training.py --prefetch measures it"))
+    # the recipe options (docs/quality.md); their defaults leave the tutorial's training unchanged
+    lr_schedule: str = field(default="constant", metadata=_help(
+        "cosine: decay the learning rates to --lr-min-ratio of themselves by the last epoch"))
+    lr_min_ratio: float = field(default=0.05, metadata=_help("where the cosine schedule ends"))
+    # a cap: with valid data the phase keeps its best epoch by the exact valid log-likelihood and stops
+    # 10 epochs after it, so one setting suits a small corpus and a big one
+    rnn_pretrain_epochs: int = field(default=0, metadata=_help(
+        "first train the RNN alone, W held at 0, to predict each frame's notes independently: exact and fast"))
+    rbm_pretrain_epochs: int = field(default=0, metadata=_help(
+        "first train the RBM alone on the frames, shuffled, by CD-k; a run stopped during pretraining "
+        "pretrains again from the start on --resume"))
+    pretrain_lr: float = field(default=0.003, metadata=_help("Adam learning rate of both pretraining phases"))
+    select_by: str = field(default="monitor", metadata=_help(
+        "keep the best epoch (and stop early) by the tutorial's monitor, or by the log-likelihood per step "
+        "(a small AIS with a fixed seed) of the first --select-frames valid frames"))
+    select_frames: int = field(default=2000, metadata=_help("valid frames measured by --select-by ll"))
+    # so that one command line gives a small corpus (JSB: 16 updates per epoch) as much training as a
+    # big one (Nottingham: 125)
+    min_updates: int = field(default=0, metadata=_help(
+        "train at least this many updates: raises --epochs on a small corpus"))
+    cd_start: str = field(default="data", metadata=_help(
+        "where CD's negative chains start: the data (the tutorial's CD-k), where each frame's chain stopped "
+        "the epoch before (persistent), the previous frame, or silence"))
+    weight_decay: float = field(default=0.0, metadata=_help(
+        "decoupled decay of W each update, times the learning rate"))
+    rnn_weight_decay: float = field(default=0.0, metadata=_help(
+        "decay of the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu) each update, times the RNN's learning rate"))
+    # the average is what is validated, selected and kept as the model; the raw weights go on training
+    average: float = field(default=0.0, metadata=_help(
+        "keep a moving average of the weights with this decay per update, e.g. 0.999, and validate, select "
+        "and save the average; 0 is off"))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (values or {}).items() if k in known})
 
-
-# The quality recipe (docs/quality.md): how the bundled model was trained. The app's Train uses it
-# unless switched off; the command line spells it out (benchmarks/quality.py, resources/default_model.md).
-QUALITY_RECIPE: dict[str, Any] = dict(
-    optimizer="adam", learning_rate=0.002, lr_schedule="cosine", batch_seqs=4, cd_start="persistent",
-    weight_decay=0.01, rnn_weight_decay=0.1, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll",
-    epochs=60, min_updates=28000)
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-# Gibbs steps per generated frame stored in a model the recipe trains: its sharp RBMs need about
-# 1,000 to mix from silence (25, the tutorial's, leaves half the steps silent: resources/default_model.md)
-QUALITY_GIBBS_STEPS = 1000
+@dataclass
+class EpochRecord:
+    """One finished epoch's readings; None where nothing was measured (no valid data; select_by="monitor"
+    measures no valid_ll; the bundled model's history was stored without its training monitor)."""
 
+    epoch: int  # 1-based
+    loss: float | None = None  # mean CD cost over the epoch
+    monitor: float | None = None  # mean training monitor (the tutorial's number)
+    valid_monitor: float | None = None
+    valid_ll: float | None = None
+    seconds: float | None = None
+    frames_per_second: float | None = None
+    # readings under names this version does not know (a file of another version): written back as read
+    other: dict[str, float | None] = field(default_factory=dict)
 
-def quality_recipe(**overrides: Any) -> TrainConfig:
-    """The quality recipe's TrainConfig, with some fields changed."""
-    return TrainConfig(**{**QUALITY_RECIPE, **overrides})
+    def to_dict(self) -> dict[str, Any]:
+        known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "other"}
+        return {**{k: v for k, v in known.items() if v is not None}, **self.other}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "EpochRecord":
+        known = {f.name for f in fields(cls)} - {"other"}
+        return cls(**{k: v for k, v in values.items() if k in known},
+                   other={k: v for k, v in values.items() if k not in known})
 
 
 @dataclass
@@ -99,4 +135,4 @@ class TrainResult:
     epochs_completed: int
     message: str
     best_valid_monitor: float | None = None
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)

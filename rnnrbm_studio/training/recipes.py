@@ -1,169 +1,60 @@
-"""Pretraining and learning-rate schedules for the RNN-RBM (options of the Trainer; issue 3).
+"""The training recipes, as data: what each sets of the model's and the training's settings.
 
-Boulanger-Lewandowski et al. (2012, section 5) initialise the RNN-RBM from simpler models:
-* the RBM (W, bv, bh) trained with CD-k on the training frames, shuffled (no time);
-* the RNN trained alone to predict the next frame. With W = 0 the RNN-RBM's frame distribution
-  is independent Bernoulli(sigmoid(bv_t)) notes: its log-likelihood is exact, so the RNN part
-  (bv, Wuv, Wvu, Wuu, bu, u0) trains by plain backpropagation, without sampling, many times faster
-  than CD-k. W is zeroed during it and restored afterwards.
+`configs(recipe, **overrides)` is the one way a recipe becomes settings, for the command line
+(`train --recipe`), the window's Train and the benchmarks alike, so they cannot disagree. A recipe
+names only the fields it changes; the rest keep their dataclass defaults, which are the Theano
+tutorial's (RnnRbmConfig in model.py, TrainConfig in config.py).
 """
 from __future__ import annotations
 
-import logging
-import math
-import time
-from typing import Callable, Sequence
+from dataclasses import fields
+from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from ..model import RnnRbmConfig
+from .config import TrainConfig
 
-from ..model import BernoulliSampler, RnnRbm
+TUTORIAL = "tutorial"
+QUALITY = "quality"
+DEFAULT_RECIPE = TUTORIAL
 
-log = logging.getLogger(__name__)
+# recipe -> the fields it sets, of RnnRbmConfig and TrainConfig by name (no name is in both)
+RECIPES: dict[str, dict[str, Any]] = {
+    # the Theano tutorial's training: the dataclasses' own defaults
+    TUTORIAL: {},
+    # how the bundled model was trained (docs/quality.md, resources/default_model.md): persistent CD
+    # chains, Adam, pretraining, weight decay, selection by the valid log-likelihood
+    QUALITY: dict(
+        optimizer="adam", learning_rate=0.002, lr_schedule="cosine", batch_seqs=4, cd_start="persistent",
+        weight_decay=0.01, rnn_weight_decay=0.1, rnn_pretrain_epochs=100, rbm_pretrain_epochs=5, select_by="ll",
+        epochs=60, min_updates=28000,
+        # its sharp RBMs need about 1,000 Gibbs steps per generated frame to mix from silence (25, the
+        # tutorial's, leaves half the steps silent: resources/default_model.md)
+        gibbs_steps=1000),
+}
 
-RNN_PRETRAIN_PARAMETERS = ("bv", "Wuv", "Wvu", "Wuu", "bu", "u0")
-
-Batches = Callable[[], list]  # () -> [(batch (B, T, V), mask (B, T) or None)], one epoch, shuffled
-
-
-def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, seed: int = 0,
-                 stop: Callable[[], bool] = lambda: False, valid_batches: list | None = None,
-                 patience: int = 10) -> dict:
-    """Train bv and the RNN to maximise sum_t log prod_i Bernoulli(v_ti; sigmoid(bv_t,i)) (W held at 0).
-
-    With valid_batches, the exact valid log-likelihood is measured after every epoch; the best
-    epoch's weights are kept and the phase ends after `patience` epochs without a better one, so
-    `epochs` is a cap and the same setting suits a small corpus (few updates per epoch) and a big one.
-    """
-    started = time.monotonic()
-    with torch.no_grad():
-        # The tutorial's 1e-4 weights sit at a saddle: u_t ≈ tanh(bu), so Wuv gets no gradient, and
-        # Wvu's goes through the tiny Wuv. Start where gradients flow (scaled like 1/sqrt(fan-in)).
-        generator = torch.Generator().manual_seed(seed)
-        R = model.config.n_hidden_recurrent
-        for name, scale in (("Wvu", 1 / math.sqrt(8.0)), ("Wuu", 1 / math.sqrt(R)), ("Wuv", 1 / math.sqrt(R))):
-            weight = getattr(model, name)
-            weight.copy_(torch.randn(weight.shape, generator=generator) * scale)
-    params = {n: p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS}
-    optimizer = torch.optim.Adam(params.values(), lr=lr)
-    saved_w = model.W.detach().clone()
-    losses, valid_lls = [], []
-    best, best_state, since_best = -math.inf, None, 0
-    try:
-        with torch.no_grad():
-            model.W.zero_()  # only bv_t reaches the visible units; no gradient flows to W
-        for epoch in range(epochs):
-            total, frames = 0.0, 0
-            for batch, mask in epoch_batches():
-                if stop():
-                    break
-                nll, n = _independent_nll(model, batch, mask)
-                loss = nll / n
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(nll.detach())
-                frames += n
-            if not frames:
-                break
-            losses.append(total / frames)
-            message = f"RNN pretraining epoch {epoch + 1}/{epochs}: log-likelihood {-losses[-1]:.3f} per step"
-            if valid_batches:
-                with torch.no_grad():
-                    sums = [_independent_nll(model, b, m) for b, m in valid_batches]
-                valid_lls.append(-float(sum(s for s, _ in sums)) / sum(n for _, n in sums))
-                message += f", valid {valid_lls[-1]:.3f}"
-                if valid_lls[-1] > best:
-                    best, since_best = valid_lls[-1], 0
-                    best_state = {n: p.detach().clone() for n, p in params.items()}
-                else:
-                    since_best += 1
-            log.info(message)
-            if valid_batches and since_best >= patience:
-                break
-        if best_state is not None:
-            with torch.no_grad():
-                for name, value in best_state.items():
-                    params[name].copy_(value)
-    finally:
-        with torch.no_grad():
-            model.W.copy_(saved_w)
-        model.zero_grad(set_to_none=True)
-    return {"epochs": len(losses), "log_likelihood": -losses[-1] if losses else None,
-            "valid_log_likelihood": best if valid_lls else None, "seconds": time.monotonic() - started}
+MODEL_SETTINGS = tuple(f.name for f in fields(RnnRbmConfig))
+TRAIN_SETTINGS = tuple(f.name for f in fields(TrainConfig))
 
 
-def _independent_nll(model: RnnRbm, batch: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-    """Summed -log p of the real frames of a batch under independent notes (W = 0), and their number."""
-    bv_t, _, _ = model.conditional_biases(batch)  # (B, T, V)
-    nll = F.binary_cross_entropy_with_logits(bv_t, batch, reduction="none").sum(-1)  # (B, T)
-    if mask is not None:
-        return (nll * mask).sum(), int(mask.sum())
-    return nll.sum(), nll.numel()
+def configs(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> tuple[RnnRbmConfig, TrainConfig]:
+    """The model's and the training's settings of `recipe`, with `overrides` (fields of either, by name)
+    winning over the recipe's values."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r} (one of {', '.join(RECIPES)})")
+    unknown = set(overrides) - set(MODEL_SETTINGS) - set(TRAIN_SETTINGS)
+    if unknown:
+        raise TypeError(f"not a setting of the model or the training: {', '.join(sorted(unknown))}")
+    values = {**RECIPES[recipe], **overrides}
+    return (RnnRbmConfig(**{k: v for k, v in values.items() if k in MODEL_SETTINGS}),
+            TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_SETTINGS}))
 
 
-def pretrain_rbm(model: RnnRbm, rolls: Sequence[np.ndarray], epochs: int, lr: float, sampler: BernoulliSampler,
-                 rng: np.random.Generator, batch_frames: int = 100, k: int | None = None,
-                 stop: Callable[[], bool] = lambda: False) -> dict:
-    """CD-k on the training frames in random order: W, bv, bh of an RBM with no time."""
-    started = time.monotonic()
-    k = model.config.cd_k if k is None else k
-    frames = torch.from_numpy(np.concatenate([np.asarray(r) for r in rolls if len(r)]).astype(np.float32))
-    params = [model.W, model.bv, model.bh]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    monitors = []
-    for epoch in range(epochs):
-        order = torch.from_numpy(rng.permutation(frames.shape[0]))
-        total, count = 0.0, 0
-        for start in range(0, frames.shape[0], batch_frames):
-            if stop():
-                break
-            v = frames[order[start:start + batch_frames]]  # (N, V)
-            bv = model.bv.expand(v.shape[0], -1)
-            bh = model.bh.expand(v.shape[0], -1)
-            v_sample = model.gibbs_chain(v, bv.detach(), bh.detach(), k, sampler)
-            cost = (model.free_energy(v, bv, bh) - model.free_energy(v_sample, bv, bh)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            cost.backward()
-            optimizer.step()
-            with torch.no_grad():  # the reconstruction cross-entropy, as the tutorial's monitor
-                p = model.visible_probabilities(sampler(model.hidden_probabilities(v_sample, bh)), bv)
-                total += float((v * torch.log(p.clamp_min(1e-7))
-                                + (1 - v) * torch.log((1 - p).clamp_min(1e-7))).sum())
-                count += v.shape[0]
-        if count:
-            monitors.append(total / count)
-            log.info("RBM pretraining epoch %d/%d: monitor %.3f", epoch + 1, epochs, monitors[-1])
-    model.zero_grad(set_to_none=True)
-    return {"epochs": len(monitors), "monitor": monitors[-1] if monitors else None,
-            "seconds": time.monotonic() - started}
+def recipe_value(recipe: str, name: str) -> Any:
+    """The value `recipe` gives the setting `name` (a field of RnnRbmConfig or TrainConfig)."""
+    model, train = configs(recipe)
+    return getattr(model if name in MODEL_SETTINGS else train, name)
 
 
-def learning_rate_factor(schedule: str, epoch: int, epochs: int, min_ratio: float) -> float:
-    """Multiplier of the base learning rates during epoch (1-based) of `epochs`."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":  # from 1 down to min_ratio at the last epoch
-        progress = (epoch - 1) / max(1, epochs - 1)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")
-
-
-def valid_log_likelihoods(models: Sequence[RnnRbm], valid_rolls: Sequence[np.ndarray], frames: int = 2000,
-                          chains: int = 16, n_betas: int = 1000, seed: int = 0) -> list:
-    """Each finished model's LL per step on the first `frames` valid frames, to choose between runs.
-
-    Unlike the per-epoch check (8 chains x 40 temperatures, optimistic for sharp models), this is the
-    evaluation's converged setting, same random numbers for every model; compare `mean_floored`.
-    """
-    from ..quality.evaluate import conditional_frames, leading_frames, log_likelihood
-
-    rolls = leading_frames(valid_rolls, frames)
-    estimates = []
-    with torch.no_grad():
-        for model in models:
-            model.eval()
-            estimates.append(log_likelihood(model, conditional_frames(model, rolls), chains=chains,
-                                            n_betas=n_betas, sampler=BernoulliSampler(seed)))
-    return estimates
+def recipe_fields() -> set[str]:
+    """The settings some recipe sets: their defaults depend on the recipe chosen."""
+    return {name for values in RECIPES.values() for name in values}

@@ -1,4 +1,4 @@
-"""A Trainer's whole state in a checkpoint, and a Trainer rebuilt from one.
+"""A Trainer's whole state as a Checkpoint, a Trainer rebuilt from one, and the trainer's writes.
 
 A run stopped anywhere and resumed trains bitwise the same weights as a run never stopped (same seed,
 same data): besides the weights, the optimiser and the random generators, the checkpoint holds
@@ -11,99 +11,112 @@ resumed run pretrains again from the start, exactly as the uninterrupted run did
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_payload
+from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint_types import Checkpoint, DataSettings, Progress, RandomStates, TrainingState
 from .rng_state import rng_state_as_tuples, rng_state_from_lists, rng_state_to_lists
-from ..music.pianoroll import RollSettings
-from .config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
-def trainer_payload(trainer) -> dict[str, Any]:
+def training_checkpoint(trainer) -> Checkpoint:
     """Everything to continue `trainer`'s run exactly (the tensors are the trainer's own, not copies)."""
     partial = trainer.epoch_in_progress
-    elapsed = (sum(h["seconds"] for h in trainer.history)
+    elapsed = (sum(record.seconds or 0.0 for record in trainer.history)
                + sum(p.get("seconds") or 0.0 for p in trainer.pretraining.values())
-               + (partial["seconds"] if partial else 0.0))
-    return {
-        "model_config": trainer.model.config.to_dict(),
-        "model_state": trainer.model.state_dict(),
-        "best_model_state": trainer.best_state,
-        "averaged_state": trainer.averaged_state,
-        "optimizer_state": trainer.optimizer.state_dict(),
-        "train_config": asdict(trainer.config),
-        "roll_settings": trainer.roll_settings.to_dict(),
-        "data": trainer.data_description,
-        "progress": {"epochs_completed": trainer.epochs_completed, "best_valid_monitor": trainer.best_valid_monitor,
-                     "best_valid_ll": trainer.best_valid_ll, "epochs_since_best": trainer.epochs_since_best,
-                     "elapsed_seconds": elapsed},
-        "epoch_in_progress": partial,
-        "pretraining": trainer.pretraining,
-        "history": trainer.history,
-        "rng": {"sampler": rng_state_to_lists(trainer.sampler.get_state()),
-                "monitor": rng_state_to_lists(trainer.monitor_sampler.get_state()),
-                "shuffle": rng_state_to_lists(trainer.shuffle_rng.getstate()), "torch": torch.get_rng_state()},
+               + (partial.seconds if partial else 0.0))
+    best = trainer.best
+    training = TrainingState(
+        train_config=replace(trainer.config), optimizer_state=trainer.optimizer.state_dict(),
+        progress=Progress(trainer.epochs_completed, best.valid_monitor, best.valid_ll, best.epochs_since, elapsed),
+        averaged_state=trainer.averaged_state,
+        rng=RandomStates(sampler=rng_state_to_lists(trainer.sampler.get_state()),
+                         monitor=rng_state_to_lists(trainer.monitor_sampler.get_state()),
+                         shuffle=rng_state_to_lists(trainer.shuffle_rng.getstate()), torch=torch.get_rng_state()),
         # persistent chains, one bit per key and frame (a resumed run continues them exactly)
-        "chain_states": (torch.from_numpy(np.packbits(np.concatenate(trainer._chain_states) > 0, axis=-1))
-                         if trainer._chain_states else None),
-    }
+        chain_states=trainer.chains.packed() if trainer.chains else None,
+        pretraining=trainer.pretraining, epoch_in_progress=partial)
+    return Checkpoint(model_config=trainer.model.config, model_state=trainer.model.state_dict(),
+                      best_model_state=best.state, data=DataSettings(trainer.roll_settings, trainer.data_description),
+                      training=training, history=trainer.history)
+
+
+def save_trainer(trainer, checkpoint: Checkpoint) -> None:
+    """Write the trainer's checkpoint, unless its weights are not finite (the last good one is kept); a
+    failed write (a full disk) ends the run: hours more training that cannot be kept would be lost, and
+    the previous checkpoint is still whole."""
+    if not all(torch.isfinite(p).all() for p in checkpoint.model_state.values()):
+        log.warning("not saving non-finite weights; the last good checkpoint is kept")
+        return
+    path = trainer.checkpoint_path
+    try:
+        save_checkpoint(path, checkpoint)
+    except OSError as error:
+        kept = f"{path} still holds the previous checkpoint" if path.exists() else "nothing was saved"
+        raise CheckpointWriteError(f"cannot write the checkpoint {path}: {error.strerror or error}; "
+                                   f"training stopped and {kept}") from None
 
 
 def resume_trainer(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=(), epochs: int | None = None,
                    progress=None, **kwargs):
     """A `cls` (Trainer) continuing the run saved in checkpoint_path; raises CheckpointError (one line)
     if the file holds no usable training state or was trained on other data."""
-    payload = load_checkpoint(checkpoint_path)
-    check_resumable(payload, checkpoint_path)
-    model = model_from_payload(payload, which="last")
+    checkpoint = load_checkpoint(checkpoint_path)
+    check_resumable(checkpoint, checkpoint_path)
+    training = checkpoint.training
+    model = model_from_checkpoint(checkpoint, which="last")
     model.train()
-    config = TrainConfig.from_dict(payload.get("train_config"))
+    config = replace(training.train_config)
     if epochs is not None:
         config.epochs = epochs
-    trainer = cls(model, train_rolls, valid_rolls, config, checkpoint_path,
-                  RollSettings.from_dict(payload.get("roll_settings")), progress, **kwargs)
-    _load_optimizer_state(trainer.optimizer, payload["optimizer_state"], checkpoint_path)
-    state = payload.get("progress") or {}
-    trainer.epochs_completed = state.get("epochs_completed", 0)
-    trainer.best_valid_monitor = state.get("best_valid_monitor")
-    trainer.best_valid_ll = state.get("best_valid_ll")
-    trainer.epochs_since_best = state.get("epochs_since_best", 0)
-    trainer.elapsed_before = state.get("elapsed_seconds", 0.0)
-    trainer.history = list(payload.get("history") or [])
-    trainer.pretraining = dict(payload.get("pretraining") or {})
-    trainer.best_state = payload.get("best_model_state")
-    trainer.averaged_state = payload.get("averaged_state")
-    rng = payload.get("rng") or {}
-    if "sampler" in rng:
-        trainer.sampler.set_state(rng_state_from_lists(rng["sampler"]))
-    if "monitor" in rng:
-        trainer.monitor_sampler.set_state(rng_state_from_lists(rng["monitor"]))
-    if "shuffle" in rng:
-        trainer.shuffle_rng.setstate(rng_state_as_tuples(rng["shuffle"]))
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    partial = payload.get("epoch_in_progress")
+    trainer = cls(model, train_rolls, valid_rolls, config, checkpoint_path, checkpoint.data.roll_settings, progress,
+                  **kwargs)
+    _load_optimizer_state(trainer.optimizer, training.optimizer_state, checkpoint_path)
+    state = training.progress
+    trainer.epochs_completed = state.epochs_completed
+    trainer.best.valid_monitor = state.best_valid_monitor
+    trainer.best.valid_ll = state.best_valid_ll
+    trainer.best.epochs_since = state.epochs_since_best
+    trainer.best.state = checkpoint.best_model_state
+    trainer.elapsed_before = state.elapsed_seconds
+    trainer.history = list(checkpoint.history)
+    trainer.pretraining = dict(training.pretraining)
+    trainer.averaged_state = training.averaged_state
+    rng = training.rng
+    if rng.sampler is not None:
+        trainer.sampler.set_state(rng_state_from_lists(rng.sampler))
+    if rng.monitor is not None:
+        trainer.monitor_sampler.set_state(rng_state_from_lists(rng.monitor))
+    if rng.shuffle is not None:
+        trainer.shuffle_rng.setstate(rng_state_as_tuples(rng.shuffle))
+    if rng.torch is not None:
+        torch.set_rng_state(rng.torch)
+    partial = training.epoch_in_progress
     if partial is not None:
-        if partial["epoch"] != trainer.epochs_completed + 1 or partial["step"] > trainer.updates_per_epoch():
-            raise CheckpointError(f"{checkpoint_path} cannot be resumed: its epoch in progress ({partial['epoch']}, "
-                                  f"update {partial['step']}) does not follow its progress or this data")
+        if partial.epoch != trainer.epochs_completed + 1 or partial.step > trainer.updates_per_epoch():
+            raise CheckpointError(f"{checkpoint_path} cannot be resumed: its epoch in progress ({partial.epoch}, "
+                                  f"update {partial.step}) does not follow its progress or this data")
         # the epoch is rebuilt from its start: the same shuffle, then the updates done are skipped
-        trainer.shuffle_rng.setstate(rng_state_as_tuples(partial["shuffle"]))
-        trainer.resume_epoch = dict(partial)
-    _restore_chains(trainer, payload.get("chain_states"), checkpoint_path)
+        trainer.shuffle_rng.setstate(rng_state_as_tuples(partial.shuffle))
+        trainer.resume_epoch = replace(partial)
+    if training.chain_states is not None and trainer.chains is not None:
+        if not trainer.chains.unpack(training.chain_states, trainer.model.config.n_visible):
+            raise CheckpointError(f"{checkpoint_path} was trained on other data: its persistent chains do not fit")
     return trainer
 
 
-def check_resumable(payload: dict[str, Any], path) -> None:
-    if payload.get("training_state_problem"):
+def check_resumable(checkpoint: Checkpoint, path) -> None:
+    if checkpoint.training_problem:
         raise CheckpointError(f"{path} cannot be resumed: its training state is damaged "
-                              f"({payload['training_state_problem']})")
-    if "optimizer_state" not in payload:
+                              f"({checkpoint.training_problem})")
+    if checkpoint.training is None or checkpoint.training.optimizer_state is None:
         # a StudioError: the CLI and the app show it as one line (a ValueError was a traceback)
         raise CheckpointError(f"{path} holds a model but no training state to resume")
 
@@ -152,13 +165,3 @@ def _same_kind(template: Any, value: Any) -> bool:
         return (isinstance(value, (tuple, list)) and len(value) == len(template)
                 and all(_same_kind(t, v) for t, v in zip(template, value)))
     return isinstance(value, type(template))
-
-
-def _restore_chains(trainer, packed: torch.Tensor | None, path) -> None:
-    if packed is None or not trainer._chain_states:
-        return
-    states = np.unpackbits(packed.numpy(), axis=-1, count=trainer.model.config.n_visible).astype(np.float32)
-    if len(states) != sum(len(s) for s in trainer._chain_states):
-        raise CheckpointError(f"{path} was trained on other data: its persistent chains do not fit")
-    ends = np.cumsum([len(s) for s in trainer._chain_states])[:-1]
-    trainer._chain_states = [part.copy() for part in np.split(states, ends)]

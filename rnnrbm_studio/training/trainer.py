@@ -1,10 +1,11 @@
 """The trainer: a plain object that trains an RnnRbm on piano-rolls.
 
 It reports progress through a callback, honours a stop flag within one update, writes a checkpoint
-atomically after every epoch (and on stop), resumes from one exactly where it stopped
-(training_state.py), and stops with a message, keeping the last good checkpoint, if the loss or the
-weights stop being finite or a checkpoint cannot be written. It holds its checkpoint's lock
-(run_lock.py) while it runs, so two runs never write one file.
+atomically after every epoch (and on stop), resumes from one exactly where it stopped (state.py),
+and stops with a message, keeping the last good checkpoint, if the loss or the weights stop being
+finite or a checkpoint cannot be written. It holds its checkpoint's lock (run_lock.py) while it runs,
+so two runs never write one file. Its parts: batches.py (an epoch's updates, the persistent chains),
+selection.py (validation and the weights kept), pretraining.py (the recipe's phases before epoch 1).
 """
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointWriteError, save_checkpoint
-from .rng_state import rng_state_to_lists
-from ..quality.evaluate import conditional_frames, leading_frames, log_likelihood
 from ..model import BernoulliSampler, RnnRbm, RnnRbmConfig
-from ..music.pianoroll import RollSettings, transpose_roll
-from .recipes import learning_rate_factor, pretrain_rbm, pretrain_rnn
+from ..music.pianoroll import RollSettings
+from .batches import Batch, PersistentChains, epoch_batches, updates_per_epoch, valid_batches
+from .checkpoint_types import Checkpoint, EpochInProgress
+# the settings and reports live in config.py; importers have always found them here
+from .config import EpochRecord, TrainConfig, TrainProgress, TrainResult  # noqa: F401
+from .pretraining import learning_rate_factor, pretrain
+from .rng_state import rng_state_to_lists
 from .run_lock import output_lock
-# the settings and reports live in train_config.py; importers have always found them here
-from .config import (QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress,  # noqa: F401
-                           TrainResult, quality_recipe)
-from .state import resume_trainer, trainer_payload
+from .selection import Best, holding, update_average, validation_log_likelihood, validation_monitor
+from .state import resume_trainer, save_trainer, training_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,19 @@ def build_model(config: RnnRbmConfig, seed: int) -> RnnRbm:
     from the command line or the window."""
     torch.manual_seed(seed)
     return RnnRbm(config)
+
+
+def make_optimizer(model: RnnRbm, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of a run: group 0 holds the RBM's parameters, group 1 the RNN's (their own rate)."""
+    rbm = [p for n, p in model.named_parameters() if n not in RNN_PARAMETERS]
+    rnn = [p for n, p in model.named_parameters() if n in RNN_PARAMETERS]
+    groups = [{"params": rbm, "lr": config.learning_rate},
+              {"params": rnn, "lr": config.learning_rate * config.rnn_lr_scale}]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.learning_rate)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+    raise ValueError(f"unknown optimizer {config.optimizer!r} (choose sgd or adam)")
 
 
 class Trainer:
@@ -65,16 +79,13 @@ class Trainer:
         self.data_description = data_description
         self._stop = threading.Event()
         self.epochs_completed = 0
-        self.history: list[dict] = []
-        self.best_valid_monitor: float | None = None
-        self.best_valid_ll: float | None = None  # with select_by="ll"
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[EpochRecord] = []
+        self.best = Best()
         self.averaged_state: dict[str, torch.Tensor] | None = None  # with config.average
-        self.epochs_since_best = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
-        self.epoch_in_progress: dict | None = None  # where a stop inside an epoch left it (training_state.py)
-        self.resume_epoch: dict | None = None  # the same, read from a checkpoint: the epoch to finish first
+        self.epoch_in_progress: EpochInProgress | None = None  # where a stop inside an epoch left it
+        self.resume_epoch: EpochInProgress | None = None  # the same, read from a checkpoint: the epoch to finish
         if self.config.min_updates:
             needed = math.ceil(self.config.min_updates / self.updates_per_epoch())
             if needed > self.config.epochs:
@@ -86,23 +97,9 @@ class Trainer:
         self.monitor_sampler = BernoulliSampler([self.config.seed, 1])
         self.shuffle_rng = random.Random(self.config.seed)
         torch.manual_seed(self.config.seed)
-        self.optimizer = self._make_optimizer()
-        # the persistent chains' states, one per training frame (they start at the data)
-        self._chain_states = ([np.asarray(r, dtype=np.float32).copy() for r in self.train_rolls]
-                              if self.config.cd_start == "persistent" else [])
-
-    # ----------------------------------------------------------------------------- set-up
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        config = self.config
-        rbm = [p for n, p in self.model.named_parameters() if n not in RNN_PARAMETERS]
-        rnn = [p for n, p in self.model.named_parameters() if n in RNN_PARAMETERS]
-        groups = [{"params": rbm, "lr": config.learning_rate},
-                  {"params": rnn, "lr": config.learning_rate * config.rnn_lr_scale}]
-        if config.optimizer == "adam":
-            return torch.optim.Adam(groups, lr=config.learning_rate)
-        if config.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
-        raise ValueError(f"unknown optimizer {config.optimizer!r} (choose sgd or adam)")
+        self.optimizer = make_optimizer(self.model, self.config)
+        self.chains = PersistentChains(self.train_rolls) if self.config.cd_start == "persistent" else None
+        self._batch_chunks: list = []  # where each row of this epoch's batches came from (batches.Chunk)
 
     @classmethod
     def resume(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=(), epochs: int | None = None,
@@ -118,103 +115,42 @@ class Trainer:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
-    # ---------------------------------------------------------------------------- batches
-    def _epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """This epoch's updates, (batch, mask) each; self._batch_chunks says where each row came from."""
-        config = self.config
-        order = list(range(len(self.train_rolls)))
-        self.shuffle_rng.shuffle(order)
-        chunks = []  # (roll index, first frame, semitones transposed, frames)
-        # pretraining and the first key_shift_fraction of the epochs see transposed pieces
-        augment = config.key_shift and self.epochs_completed < config.key_shift_fraction * config.epochs
-        for index in order:
-            roll, shift = self.train_rolls[index], 0
-            if augment:
-                shift = config.key_shift_step * self.shuffle_rng.randint(-config.key_shift, config.key_shift)
-                roll = transpose_roll(roll, shift)
-            roll = torch.from_numpy(roll.astype(np.float32))
-            chunks.extend((index, i, shift, roll[i:i + config.seq_len])
-                          for i in range(0, roll.shape[0], config.seq_len))
-        if config.batch_seqs > 1:  # (the tutorial: sequences shuffled, subsequences in order)
-            self.shuffle_rng.shuffle(chunks)
-        size = max(1, config.batch_seqs)
-        groups = [chunks[i:i + size] for i in range(0, len(chunks), size)]
-        self._batch_chunks = [[(index, first, len(chunk), shift) for index, first, shift, chunk in group]
-                              for group in groups]
-        if config.batch_seqs <= 1:
-            return [(group[0][3].unsqueeze(0), None) for group in groups]
-        return [_pad([chunk for *_, chunk in group]) for group in groups]
-
-    def _persistent_starts(self, step: int, shape: torch.Size) -> torch.Tensor:
-        """Where each frame's chain stopped the last time it was trained on (the data at first). (B, T, V).
-
-        States are kept in the piece's own key; a chain resumes transposed with this epoch's copy of its piece.
-        """
-        start = torch.zeros(shape)
-        for row, (index, first, length, shift) in enumerate(self._batch_chunks[step]):
-            state = transpose_roll(self._chain_states[index][first:first + length], shift)
-            start[row, :length] = torch.from_numpy(state)
-        return start
-
-    def _keep_chain_states(self, step: int, mask: torch.Tensor | None, negative: torch.Tensor) -> None:
-        B, T = (mask.shape if mask is not None else (1, negative.shape[0]))
-        full = negative.new_zeros(B * T, negative.shape[1])
-        full[mask.reshape(-1) > 0 if mask is not None else slice(None)] = negative
-        full = full.reshape(B, T, -1).numpy().astype(np.float32)
-        for row, (index, first, length, shift) in enumerate(self._batch_chunks[step]):
-            self._chain_states[index][first:first + length] = transpose_roll(full[row, :length], -shift)
-
     def updates_per_epoch(self) -> int:
-        chunks = sum(math.ceil(len(r) / self.config.seq_len) for r in self.train_rolls)
-        return chunks if self.config.batch_seqs <= 1 else math.ceil(chunks / self.config.batch_seqs)
+        return updates_per_epoch(self.train_rolls, self.config)
 
-    def _valid_batches(self, batch_seqs: int = 64):
-        chunks = [r[i:i + self.config.seq_len] for r in self.valid_rolls
-                  for i in range(0, r.shape[0], self.config.seq_len)]
-        return [_pad(chunks[i:i + batch_seqs]) for i in range(0, len(chunks), batch_seqs)]
+    def _epoch_batches(self) -> list[Batch]:
+        """This epoch's updates; pretraining and the first key_shift_fraction of the epochs see transposed pieces."""
+        config = self.config
+        augment = bool(config.key_shift) and self.epochs_completed < config.key_shift_fraction * config.epochs
+        batches, self._batch_chunks = epoch_batches(self.train_rolls, config, self.shuffle_rng, augment)
+        return batches
 
-    # -------------------------------------------------------------------------------- run
+    def _valid_batches(self) -> list[Batch]:
+        return valid_batches(self.valid_rolls, self.config.seq_len)
+
     def validation_monitor(self) -> float | None:
         """The tutorial's monitor averaged over the valid frames (None without valid data)."""
-        if not self.valid_rolls:
-            return None
-        total, frames = 0.0, 0
-        with torch.no_grad():
-            for batch, mask in self._valid_batches():
-                n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
-                _, monitor = self.model.cd_loss(batch, self.sampler, mask)
-                total += monitor * n
-                frames += n
-        return total / frames
+        return validation_monitor(self.model, self._valid_batches(), self.sampler) if self.valid_rolls else None
 
     def validation_log_likelihood(self) -> float | None:
-        """LL per step by AIS on the first select_frames valid frames (select_by="ll"); None without valid data.
-
-        A fixed seed gives every epoch the same random numbers, so epochs differ by their weights only.
-        """
+        """LL per step on the first select_frames valid frames (select_by="ll"); None without valid data."""
         if not self.valid_rolls:
             return None
-        with torch.no_grad():
-            frames = conditional_frames(self.model, leading_frames(self.valid_rolls, self.config.select_frames))
-            # small AIS (biased high, but alike for every epoch) keeps the check to ~2 s for 2,000 frames
-            return log_likelihood(self.model, frames, chains=8, n_betas=40, sampler=BernoulliSampler(12345),
-                                  base_chains=8, base_steps=30).mean
+        return validation_log_likelihood(self.model, self.valid_rolls, self.config.select_frames)
 
+    # -------------------------------------------------------------------------------- run
     def run(self) -> TrainResult:
         """Train to the end, a stop, a divergence (a TrainResult each), or a checkpoint that cannot be
         written (CheckpointWriteError); another process writing the checkpoint raises run_lock.OutputBusy."""
         with output_lock(self.checkpoint_path) if self.checkpoint_path else contextlib.nullcontext():
-            return self._run_with_prefetch()
-
-    def _run_with_prefetch(self) -> TrainResult:
-        if self.config.prefetch_random:
-            # Uniforms drawn ahead on another core while this thread multiplies matrices; the
-            # numbers, hence the run, are exactly those of a plain generator.
-            self.sampler.start_prefetch()
-        try:
-            return self._run()
-        finally:
-            self.sampler.stop_prefetch()
+            if self.config.prefetch_random:
+                # Uniforms drawn ahead on another core while this thread multiplies matrices; the
+                # numbers, hence the run, are exactly those of a plain generator.
+                self.sampler.start_prefetch()
+            try:
+                return self._run()
+            finally:
+                self.sampler.stop_prefetch()
 
     def _run(self) -> TrainResult:
         config = self.config
@@ -228,26 +164,26 @@ class Trainer:
                 and (config.rnn_pretrain_epochs or config.rbm_pretrain_epochs)):
             # a stop inside pretraining saves the run's start, so that a resumed run pretrains again
             # from it and ends bitwise where an uninterrupted run would (pretraining is minutes long)
-            start = copy.deepcopy(trainer_payload(self)) if self.checkpoint_path else None
-            self._pretrain()
+            start = copy.deepcopy(self.checkpoint()) if self.checkpoint_path else None
+            self.pretraining = pretrain(self.model, config, self.train_rolls, self._epoch_batches,
+                                        self._valid_batches() if self.valid_rolls else None, self.sampler,
+                                        stop=self._stop.is_set)
             if self._stop.is_set():
                 if start is not None:
-                    self.model.load_state_dict(start["model_state"])
-                    self._write(start)
+                    self.model.load_state_dict(start.model_state)
+                    save_trainer(self, start)
                 message = "stopped during pretraining; --resume pretrains again from the start"
                 self._report("stopped", 1, 0, 0, 0.0, math.nan, math.nan, started, epochs_at_start, message=message)
                 self.model.eval()
                 return TrainResult("stopped", 0, message, None, list(self.history))
         while self.epochs_completed < config.epochs:
-            epoch = self.epochs_completed + 1
-            outcome = self._run_epoch(epoch, started, epochs_at_start)
+            outcome = self._run_epoch(self.epochs_completed + 1, started, epochs_at_start)
             if outcome is not None:
                 status, message = outcome
                 break
-            if self._should_stop_early():
+            if config.patience and self.best.valid_monitor is not None and self.best.epochs_since >= config.patience:
                 status = "early-stopped"
-                message = (f"no better valid monitor for {config.patience} epochs; "
-                           f"best {self.best_valid_monitor:.3f}")
+                message = f"no better valid monitor for {config.patience} epochs; best {self.best.valid_monitor:.3f}"
                 break
         else:
             message = f"finished {self.epochs_completed} epochs"
@@ -261,75 +197,40 @@ class Trainer:
                          math.nan, math.nan, started, epochs_at_start, message=message)
         log.info("training %s: %s", status, message)
         self.model.eval()
-        return TrainResult(status, self.epochs_completed, message, self.best_valid_monitor, list(self.history))
-
-    def _pretrain(self) -> None:
-        """The recipe's pretraining phases, before epoch 1 (a resumed run does not repeat them)."""
-        config = self.config
-        if config.rbm_pretrain_epochs:
-            self.pretraining["rbm"] = pretrain_rbm(self.model, self.train_rolls, config.rbm_pretrain_epochs,
-                                                   config.pretrain_lr, self.sampler,
-                                                   np.random.default_rng(config.seed), stop=self._stop.is_set)
-        if config.rnn_pretrain_epochs:
-            self.pretraining["rnn"] = pretrain_rnn(self.model, self._epoch_batches, config.rnn_pretrain_epochs,
-                                                   config.pretrain_lr, config.seed, stop=self._stop.is_set,
-                                                   valid_batches=self._valid_batches() if self.valid_rolls else None)
-        log.info("pretraining: %s", self.pretraining)
+        return TrainResult(status, self.epochs_completed, message, self.best.valid_monitor, list(self.history))
 
     def _run_epoch(self, epoch: int, started: float, epochs_at_start: int) -> tuple[str, str] | None:
-        if self.config.lr_schedule != "constant":
-            factor = learning_rate_factor(self.config.lr_schedule, epoch, self.config.epochs,
-                                          self.config.lr_min_ratio)
-            for group, base in zip(self.optimizer.param_groups, self._base_learning_rates()):
+        """One epoch's updates, then its validation and checkpoint; (status, message) if the run ends in it."""
+        config = self.config
+        if config.lr_schedule != "constant":
+            factor = learning_rate_factor(config.lr_schedule, epoch, config.epochs, config.lr_min_ratio)
+            # the RBM's and the RNN's rates before any schedule (the optimiser's two groups)
+            for group, base in zip(self.optimizer.param_groups,
+                                   (config.learning_rate, config.learning_rate * config.rnn_lr_scale)):
                 group["lr"] = base * factor
         shuffle_at_start = self.shuffle_rng.getstate()
         batches = self._epoch_batches()
         epoch_started = time.monotonic()
         last_report = 0.0
-        partial, self.resume_epoch = self.resume_epoch or {}, None  # a resumed run finishes its epoch first
-        done, frames = partial.get("step", 0), partial.get("frames", 0)
-        loss_sum, monitor_sum = partial.get("loss_sum", 0.0), partial.get("monitor_sum", 0.0)
-        seconds_before = partial.get("seconds", 0.0)
+        partial, self.resume_epoch = self.resume_epoch, None  # a resumed run finishes its epoch first
+        done, frames = (partial.step, partial.frames) if partial else (0, 0)
+        loss_sum, monitor_sum = (partial.loss_sum, partial.monitor_sum) if partial else (0.0, 0.0)
+        seconds_before = partial.seconds if partial else 0.0
         for step, (batch, mask) in enumerate(batches, start=1):
             if step <= done:
                 continue
             if self._stop.is_set():
-                self.epoch_in_progress = {
-                    "epoch": epoch, "step": step - 1, "shuffle": rng_state_to_lists(shuffle_at_start),
-                    "frames": frames, "loss_sum": loss_sum, "monitor_sum": monitor_sum,
-                    "seconds": seconds_before + time.monotonic() - epoch_started}
+                self.epoch_in_progress = EpochInProgress(
+                    epoch, step - 1, rng_state_to_lists(shuffle_at_start), frames, loss_sum, monitor_sum,
+                    seconds_before + time.monotonic() - epoch_started)
                 return "stopped", (f"stopped during epoch {epoch} after update {step - 1}; the checkpoint holds "
                                    f"the run so far and --resume continues it from the next update")
-            n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
-            persistent = self.config.cd_start == "persistent"
-            chain_start = self._persistent_starts(step - 1, batch.shape) if persistent else self.config.cd_start
-            record = {} if persistent else None
-            cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record,
-                                               monitor_sampler=self.monitor_sampler)
-            if persistent:
-                self._keep_chain_states(step - 1, mask, record["negative"])
-            if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
-                return "diverged", self._divergence_message(epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            cost.backward()
-            if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            if self.config.weight_decay:
-                with torch.no_grad():
-                    # group 0 holds the RBM's parameters: its (scheduled) rate is W's
-                    self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * self.config.weight_decay)
-            if self.config.rnn_weight_decay:
-                with torch.no_grad():
-                    shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * self.config.rnn_weight_decay
-                    for name in ("Wuh", "Wuv", "Wvu", "Wuu"):
-                        getattr(self.model, name).mul_(shrink)
-            if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-                return "diverged", self._divergence_message(epoch, step)
-            if self.config.average:
-                self._update_average()
+            outcome = self._update(step - 1, batch, mask)
+            if outcome is None:
+                return "diverged", self._diverged_at(epoch, step)
+            cost, monitor, n = outcome
             frames += n
-            loss_sum += float(cost.detach()) * n
+            loss_sum += cost * n
             monitor_sum += monitor * n
             now = time.monotonic()
             if self.progress and now - last_report >= self.progress_interval:
@@ -340,27 +241,13 @@ class Trainer:
         self.epochs_completed = epoch
         self.epoch_in_progress = None
         by_ll = self.config.select_by == "ll"
-        with self._averaged_weights():
+        with holding(self.model, self.averaged_state):  # what is validated and kept is the average, if any
             valid = self.validation_monitor()
             valid_ll = self.validation_log_likelihood() if by_ll else None
             kept = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if by_ll and valid is not None and (self.best_valid_monitor is None or valid > self.best_valid_monitor):
-            self.best_valid_monitor = valid  # still shown; the weights kept follow the log-likelihood
-        score, best = (valid_ll, self.best_valid_ll) if by_ll else (valid, self.best_valid_monitor)
-        if score is not None and (best is None or score > best):
-            if by_ll:
-                self.best_valid_ll = score
-            else:
-                self.best_valid_monitor = score
-            self.best_state = kept
-            self.epochs_since_best = 0
-        else:
-            self.epochs_since_best += 1
-        if score is None and self.config.average:
-            self.best_state = kept  # nothing to select by: the average is the model
-        self.history.append({"epoch": epoch, "loss": loss_sum / frames, "monitor": monitor_sum / frames,
-                             "valid_monitor": valid, "seconds": seconds, "frames_per_second": frames / seconds,
-                             **({"valid_ll": valid_ll} if by_ll else {})})
+        self.best.judge(by_ll, valid, valid_ll, kept, averaging=bool(self.config.average))
+        self.history.append(EpochRecord(epoch, loss_sum / frames, monitor_sum / frames, valid, valid_ll, seconds,
+                                        frames / seconds))
         self._save()
         self._report("epoch", epoch, len(batches), len(batches), frames / seconds, loss_sum / frames,
                      monitor_sum / frames, started, epochs_at_start, valid=valid)
@@ -368,36 +255,38 @@ class Trainer:
                  f"{valid:.3f}" if valid is not None else "-", seconds)
         return None
 
-    def _update_average(self) -> None:
+    def _update(self, index: int, batch: torch.Tensor, mask: torch.Tensor | None) -> tuple[float, float, int] | None:
+        """One update on batch `index` of the epoch: (its CD cost, its monitor, its frames); None if the
+        loss or the weights stopped being finite."""
+        config = self.config
+        chain_start = self.chains.starts(self._batch_chunks[index], batch.shape) if self.chains else config.cd_start
+        record = {} if self.chains else None
+        cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record,
+                                           monitor_sampler=self.monitor_sampler)
+        if self.chains:
+            self.chains.keep(self._batch_chunks[index], mask, record["negative"])
+        if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        cost.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
         with torch.no_grad():
-            if self.averaged_state is None:  # starts at the first update's weights
-                self.averaged_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                return
-            for name, value in self.model.state_dict().items():
-                self.averaged_state[name].lerp_(value, 1.0 - self.config.average)
+            if config.weight_decay:  # group 0 holds the RBM's parameters: its (scheduled) rate is W's
+                self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * config.weight_decay)
+            if config.rnn_weight_decay:
+                shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * config.rnn_weight_decay
+                for name in ("Wuh", "Wuv", "Wvu", "Wuu"):
+                    getattr(self.model, name).mul_(shrink)
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            return None
+        if config.average:
+            self.averaged_state = update_average(self.averaged_state, self.model, config.average)
+        n = int(mask.sum()) if mask is not None else batch.shape[0] * batch.shape[1]
+        return float(cost.detach()), monitor, n
 
-    @contextlib.contextmanager
-    def _averaged_weights(self):
-        """The model holds the averaged weights inside the block (the raw ones without averaging)."""
-        if self.averaged_state is None:
-            yield
-            return
-        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.averaged_state)
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(raw)
-
-    def _base_learning_rates(self) -> tuple[float, float]:
-        """The RBM's and the RNN's learning rates before any schedule (the optimiser's two groups)."""
-        return self.config.learning_rate, self.config.learning_rate * self.config.rnn_lr_scale
-
-    def _should_stop_early(self) -> bool:
-        patience = self.config.patience
-        return bool(patience) and self.best_valid_monitor is not None and self.epochs_since_best >= patience
-
-    def _divergence_message(self, epoch: int, step: int) -> str:
+    def _diverged_at(self, epoch: int, step: int) -> str:
         kept = (f"the last good checkpoint (epoch {self.epochs_completed}) is kept"
                 if self.checkpoint_path and self.epochs_completed else "nothing was saved")
         return (f"training diverged: the loss or the weights became NaN or infinite at epoch {epoch}, "
@@ -413,41 +302,15 @@ class Trainer:
         eta = elapsed / done * remaining if done > 0 else None
         self.progress(TrainProgress(event=event, epoch=epoch, epochs=self.config.epochs, step=step,
                                     steps_in_epoch=steps, frames_per_second=fps, loss=loss, monitor=monitor,
-                                    valid_monitor=valid, best_valid_monitor=self.best_valid_monitor,
+                                    valid_monitor=valid, best_valid_monitor=self.best.valid_monitor,
                                     elapsed_seconds=self.elapsed_before + elapsed, eta_seconds=eta,
                                     message=message))
 
     # -------------------------------------------------------------------------- checkpoints
-    def checkpoint_payload(self) -> dict[str, Any]:
-        return trainer_payload(self)
+    def checkpoint(self) -> Checkpoint:
+        """Everything to continue this run exactly (the tensors are the trainer's own, not copies)."""
+        return training_checkpoint(self)
 
     def _save(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            log.warning("not saving non-finite weights; the last good checkpoint is kept")
-            return
-        self._write(self.checkpoint_payload())
-
-    def _write(self, payload: dict[str, Any]) -> None:
-        """Write the checkpoint; a failed write (a full disk) ends the run: hours more training that
-        cannot be kept would be lost, and the previous checkpoint is still whole."""
-        try:
-            save_checkpoint(self.checkpoint_path, payload)
-        except OSError as error:
-            kept = (f"{self.checkpoint_path} still holds the previous checkpoint" if self.checkpoint_path.exists()
-                    else "nothing was saved")
-            raise CheckpointWriteError(f"cannot write the checkpoint {self.checkpoint_path}: "
-                                       f"{error.strerror or error}; training stopped and {kept}") from None
-
-
-def _pad(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Subsequences (T_i, V) -> batch (B, T, V) padded at the end, and mask (B, T)."""
-    length = max(c.shape[0] for c in chunks)
-    batch = chunks[0].new_zeros(len(chunks), length, chunks[0].shape[1])
-    mask = chunks[0].new_zeros(len(chunks), length)
-    for i, chunk in enumerate(chunks):
-        batch[i, :chunk.shape[0]] = chunk
-        mask[i, :chunk.shape[0]] = 1
-    return batch, mask
-
+        if self.checkpoint_path is not None:
+            save_trainer(self, self.checkpoint())

@@ -16,7 +16,9 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..assets import default_model_path, resource_path
-from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_payload, model_payload, roll_settings_of
+from ..training.checkpoint import (CheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
+                                   roll_settings_of)
+from ..training.checkpoint_types import Checkpoint
 from ..training.checkpoint import save_checkpoint
 from ..music.corpus import Corpus
 from ..errors import StudioError
@@ -51,7 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.models_dir = Path(models_dir) if models_dir else default_models_dir()
         self.model: RnnRbm | None = None
         self.model_path: Path | None = None
-        self.payload: dict = {}
+        self.checkpoint: Checkpoint | None = None  # the open model's file, as read (or as it would be saved)
         self.workers = WorkerRegistry(self)  # every background job: cancelled and awaited on close
         self._train_after_load = False
 
@@ -164,31 +166,31 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------------------ model
     def open_model(self, path: str | Path, quiet: bool = False) -> bool:
         try:
-            payload = load_checkpoint(path)
-            model = model_from_payload(payload)
+            checkpoint = load_checkpoint(path)
+            model = model_from_checkpoint(checkpoint)
         except CheckpointError as error:
             if not quiet:
                 self._error(str(error))
             else:
                 self.statusBar().showMessage(f"No model loaded: {error}")
             return False
-        self._set_model(model, Path(path), payload)
+        self._set_model(model, Path(path), checkpoint)
         self.statusBar().showMessage(f"Opened {path}", 5000)
         return True
 
     def new_model(self) -> None:
-        model = RnnRbm(self.training_panel.model_config())
-        self._set_model(model, None, model_payload(model, self.training_panel.roll_settings()))
+        model = RnnRbm(self.training_panel.configs()[0])
+        self._set_model(model, None, model_checkpoint(model, self.training_panel.roll_settings()))
         self.statusBar().showMessage("New untrained model: load music and click Train", 5000)
 
-    def _set_model(self, model: RnnRbm, path: Path | None, payload: dict) -> None:
-        self.model, self.model_path, self.payload = model, path, payload
-        self.live.set_model(model, roll_settings_of(payload))
+    def _set_model(self, model: RnnRbm, path: Path | None, checkpoint: Checkpoint) -> None:
+        self.model, self.model_path, self.checkpoint = model, path, checkpoint
+        self.live.set_model(model, checkpoint.data.roll_settings)
         self.live_panel.gibbs_steps.setValue(model.config.gibbs_steps)  # each model says how it mixes
-        self.training_plot.set_history(payload.get("history") or [])
+        self.training_plot.set_history(checkpoint.history)
         config = model.config
         name = path.name if path else "untrained"
-        epochs = (payload.get("progress") or {}).get("epochs_completed")
+        epochs = checkpoint.training.progress.epochs_completed if checkpoint.training else None
         self.model_label.setText(f"Model: {name} ({config.n_hidden}/{config.n_hidden_recurrent}"
                                  + (f", {epochs} epochs" if epochs else "") + ")")
         self.training_panel.checkpoint_label.setText(f"Model file: {path}" if path else "Model not saved yet")
@@ -215,7 +217,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.model_path and self.model_path.exists() and self.model_path.resolve() != path.resolve():
                 shutil.copyfile(self.model_path, path)
             elif not self.model_path:
-                save_checkpoint(path, model_payload(self.model, roll_settings_of(self.payload)))
+                save_checkpoint(path, model_checkpoint(self.model, roll_settings_of(self.checkpoint)))
         except OSError as error:
             self._error(f"Cannot save {path}: {error.strerror or error}")
             return
@@ -263,9 +265,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.models_dir.mkdir(parents=True, exist_ok=True)
         path = self._new_model_path()
-        config = self.training_panel.train_config()
+        model_config, config = self.training_panel.configs()
         # seeded before the weights exist, as the command line does: the same Seed trains the same model
-        model = build_model(self.training_panel.model_config(), config.seed)
+        model = build_model(model_config, config.seed)
         self.training_plot.set_history([])
         self._start_training_job(functools.partial(
             Trainer, model, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid], config, path,
@@ -284,7 +286,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def resume_training(self) -> None:
         if self.training_running() or self.corpus is None or not self._can_resume():
             return
-        epochs = max(self.training_panel.epochs.value(), self.payload["progress"]["epochs_completed"] + 1)
+        epochs = max(self.training_panel.epochs.value(), self.checkpoint.training.progress.epochs_completed + 1)
         self._start_training_job(functools.partial(
             Trainer.resume, self.model_path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
             epochs=epochs, data_description=self.corpus.source), self.model_path)
@@ -313,9 +315,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.training_finished.emit(result)
 
     def _can_resume(self) -> bool:
-        progress = self.payload.get("progress") or {}
-        started = progress.get("epochs_completed") or self.payload.get("epoch_in_progress")
-        return bool(self.model_path and "optimizer_state" in self.payload and started)
+        training = self.checkpoint.training if self.checkpoint else None
+        if not (self.model_path and training and training.optimizer_state is not None):
+            return False
+        return bool(training.progress.epochs_completed or training.epoch_in_progress)
 
     def _update_training_buttons(self) -> None:
         self.training_panel.set_state(running=self.training_running(), can_train=self.corpus is not None,
@@ -370,7 +373,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def prime_from_file(self, path: str | Path) -> None:
         try:
-            roll = read_midi(path, roll_settings_of(self.payload)).roll
+            roll = read_midi(path, roll_settings_of(self.checkpoint)).roll
         except MidiReadError as error:
             self._error(f"Cannot prime from {Path(path).name}: {error}")
             return
@@ -403,7 +406,7 @@ class MainWindow(QtWidgets.QMainWindow):
         bar); the file is written when all are there. None if there is no model or an export runs."""
         if self.model is None or self.bars_export.is_running():
             return None
-        settings = roll_settings_of(self.payload)
+        settings = roll_settings_of(self.checkpoint)
         steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
         frames = bars * 4 * steps_per_beat
         return self.bars_export.start(self.model, path, bars, frames, bpm=self.live_panel.bpm.value(),

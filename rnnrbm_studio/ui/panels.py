@@ -12,7 +12,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model import RnnRbmConfig
 from ..music.pianoroll import RollSettings
-from ..training.trainer import QUALITY_GIBBS_STEPS, QUALITY_RECIPE, TrainConfig, TrainProgress, quality_recipe
+from ..training.config import EpochRecord, TrainConfig, TrainProgress
+from ..training.recipes import QUALITY, TUTORIAL, configs
 
 
 def _spin(minimum, maximum, value, tooltip, step=1) -> QtWidgets.QSpinBox:
@@ -127,21 +128,22 @@ class TrainingPanel(QtWidgets.QGroupBox):
 
     def __init__(self, parent=None):
         super().__init__("2 · Train", parent)
-        defaults, train_defaults = RnnRbmConfig(), TrainConfig()
+        defaults, train_defaults = configs(QUALITY)  # the recipe box starts ticked
         self.hidden = _spin(8, 2000, defaults.n_hidden, "Hidden units of each frame's RBM: more can model "
                             "richer chords, but train more slowly. The paper used 150.", 10)
         self.recurrent = _spin(4, 2000, defaults.n_hidden_recurrent, "Units of the RNN that carries the music's "
                                "history from frame to frame. The paper used 100.", 10)
-        self.learning_rate = _double_spin(1e-5, 1.0, QUALITY_RECIPE["learning_rate"], 5, "Step size. The tutorial "
+        self.learning_rate = _double_spin(1e-5, 1.0, train_defaults.learning_rate, 5, "Step size. The tutorial "
                                           "used 0.001 with plain SGD; with Adam, 0.001-0.003 learns fast.", 0.0005)
         self.cd_k = _spin(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                           "More is more accurate and slower. The paper used 15.")
-        self.epochs = _spin(1, 10_000, QUALITY_RECIPE["epochs"], "Passes over the music. The tutorial ran 200 "
+        self.epochs = _spin(1, 10_000, train_defaults.epochs, "Passes over the music. The tutorial ran 200 "
                             "(plain SGD); the bundled model 60.")
         self.optimizer = QtWidgets.QComboBox()
         self.optimizer.addItems(["adam", "sgd"])
+        self.optimizer.setCurrentText(train_defaults.optimizer)
         self.optimizer.setToolTip("adam: fast and robust. sgd: the tutorial's plain gradient descent.")
-        self.batch_seqs = _spin(1, 256, QUALITY_RECIPE["batch_seqs"], "Subsequences of 100 steps per update. "
+        self.batch_seqs = _spin(1, 256, train_defaults.batch_seqs, "Subsequences of 100 steps per update. "
                                 "1 reproduces the tutorial's schedule; 4 learns best (docs/quality.md); "
                                 "16-32 is faster per epoch.")
         self.key_shift = _spin(0, 12, train_defaults.key_shift, "Transpose each piece by up to this many "
@@ -208,19 +210,15 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.resume_button.clicked.connect(self.resume_requested)
         self.set_state(running=False, can_train=False, can_resume=False)
 
-    def model_config(self) -> RnnRbmConfig:
-        gibbs_steps = QUALITY_GIBBS_STEPS if self.recipe.isChecked() else RnnRbmConfig().gibbs_steps
-        return RnnRbmConfig(n_hidden=self.hidden.value(), n_hidden_recurrent=self.recurrent.value(),
-                            cd_k=self.cd_k.value(), gibbs_steps=gibbs_steps)
-
-    def train_config(self) -> TrainConfig:
-        chosen = dict(epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
-                      optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
-                      seed=self.seed.value(), key_shift=self.key_shift.value())
-        if self.recipe.isChecked():
-            # the epochs field is the user's: no minimum number of updates stretches a small folder's run
-            return quality_recipe(min_updates=0, **chosen)
-        return TrainConfig(**chosen)
+    def configs(self) -> tuple[RnnRbmConfig, TrainConfig]:
+        """The model's and the training's settings: the recipe's (training/recipes.py, as `train --recipe`
+        gives them), with the fields of this panel."""
+        recipe = QUALITY if self.recipe.isChecked() else TUTORIAL
+        # the epochs field is the user's: no minimum number of updates stretches a small folder's run
+        return configs(recipe, min_updates=0, n_hidden=self.hidden.value(), n_hidden_recurrent=self.recurrent.value(),
+                       cd_k=self.cd_k.value(), epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
+                       optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
+                       seed=self.seed.value(), key_shift=self.key_shift.value())
 
     def roll_settings(self) -> RollSettings:
         return RollSettings(steps_per_beat=self.steps_per_beat.value())
@@ -264,12 +262,12 @@ class TrainingPlot(pg.PlotWidget):
         self.valid_values: list[float] = []
         self._redraw()
 
-    def set_history(self, history: list[dict]) -> None:
+    def set_history(self, history: list[EpochRecord]) -> None:
         # a history may lack training readings (the bundled model's: resources/default_model.md)
-        self.epochs = [h["epoch"] for h in history if h.get("monitor") is not None]
-        self.train_values = [h["monitor"] for h in history if h.get("monitor") is not None]
-        self.valid_epochs = [h["epoch"] for h in history if h.get("valid_monitor") is not None]
-        self.valid_values = [h["valid_monitor"] for h in history if h.get("valid_monitor") is not None]
+        self.epochs = [h.epoch for h in history if h.monitor is not None]
+        self.train_values = [h.monitor for h in history if h.monitor is not None]
+        self.valid_epochs = [h.epoch for h in history if h.valid_monitor is not None]
+        self.valid_values = [h.valid_monitor for h in history if h.valid_monitor is not None]
         self._redraw()
 
     def add_epoch(self, p: TrainProgress) -> None:
