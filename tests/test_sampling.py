@@ -66,5 +66,5 @@ def test_training_with_prefetch_is_bitwise_the_same_run():
         trainer.run()
         results.append((model.W.detach().clone(), trainer.history, trainer.sampler.get_state()))
     assert torch.equal(results[0][0], results[1][0])
-    assert [h["monitor"] for h in results[0][1]] == [h["monitor"] for h in results[1][1]]
+    assert [h.monitor for h in results[0][1]] == [h.monitor for h in results[1][1]]
     assert same_state(results[0][2], results[1][2])
