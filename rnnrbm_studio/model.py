@@ -47,7 +47,8 @@ class RnnRbmConfig:
     n_hidden_recurrent: int = field(default=100, metadata={"help": "RNN units", "option": "--recurrent"})
     cd_k: int = field(default=15, metadata={"help": "Gibbs steps of CD-k, the training chain"})
     gibbs_steps: int = field(default=25, metadata={"help": "Gibbs steps per generated frame, stored with the model"})
-    learned_u0: bool = field(default=False, metadata={"help": "learn the initial RNN state, which the tutorial holds at 0"})
+    learned_u0: bool = field(default=False, metadata={
+        "help": "learn the initial RNN state, which the tutorial holds at 0"})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RnnRbmConfig":

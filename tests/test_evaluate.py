@@ -11,7 +11,8 @@ import torch
 from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.quality.accuracy import accuracy_counts, accuracy_from_counts, expected_accuracy, tutorial_monitor
-from rnnrbm_studio.quality.ais import ais_log_partition, base_marginals, beta_schedule, exact_log_partition, log_likelihood
+from rnnrbm_studio.quality.ais import (ais_log_partition, base_marginals, beta_schedule, exact_log_partition,
+                                      log_likelihood)
 from rnnrbm_studio.quality.evaluate import evaluate_model
 from rnnrbm_studio.quality.frames import conditional_frames
 from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig

@@ -284,7 +284,8 @@ def test_the_bundled_model_loads_unchanged():
     checkpoint = load_checkpoint(path)
     assert checkpoint.training_problem is None and checkpoint.training is not None
     assert checkpoint.model_config.to_dict() == raw["model_config"]
-    assert checkpoint.data.roll_settings.to_dict() == raw["roll_settings"] and checkpoint.data.description == raw["data"]
+    assert checkpoint.data.roll_settings.to_dict() == raw["roll_settings"]
+    assert checkpoint.data.description == raw["data"]
     assert [record.to_dict() for record in checkpoint.history] == raw["history"]
     assert (checkpoint.evaluation, checkpoint.candidates, checkpoint.recipe, checkpoint.history_note,
             checkpoint.saved_at) == (raw["evaluation"], raw["candidates"], raw["recipe"], raw["history_note"],
@@ -309,7 +310,8 @@ def test_the_limits_agree_with_the_model_and_the_defaults_are_inside_them():
     for values, table, optional in ((asdict(RnnRbmConfig()), limits.MODEL_FIELDS, set()),
                                     (asdict(TrainConfig()), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL),
                                     *((asdict(model), limits.MODEL_FIELDS, set()) for model, _ in recipes),
-                                    *((asdict(train), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL) for _, train in recipes),
+                                    *((asdict(train), limits.TRAIN_FIELDS, limits.TRAIN_OPTIONAL)
+                                      for _, train in recipes),
                                     (asdict(RollSettings()), limits.ROLL_FIELDS, limits.ROLL_OPTIONAL)):
         assert set(table) == set(values), set(table) ^ set(values)  # every field has a rule
         assert check_fields(values, table, optional, "x") == values

@@ -62,7 +62,7 @@ class EpochInProgress:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass
+@dataclass(eq=False)  # (it holds tensors: compare to_dict()s)
 class RandomStates:
     """The run's generators, as rng_state.rng_state_to_lists gives them (torch's: its byte tensor);
     None: not saved (the generator starts from the seed)."""
@@ -76,7 +76,7 @@ class RandomStates:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
-@dataclass
+@dataclass(eq=False)  # (it holds tensors: compare to_dict()s)
 class TrainingState:
     """What continuing a run needs beyond the model: a file either has all of it or none (a model alone,
     or a training state that did not check out: Checkpoint.training_problem)."""
@@ -124,7 +124,7 @@ class DataSettings:
         return {"roll_settings": self.roll_settings.to_dict(), "description": self.description}
 
 
-@dataclass
+@dataclass(eq=False)  # (it holds tensors: compare to_dict()s)
 class Checkpoint:
     model_config: RnnRbmConfig
     model_state: Weights  # the last weights
