@@ -12,8 +12,8 @@ frame against the frame period. Modes:
   training-gil5          as training, with Python's GIL switch interval left at 5 ms (the player
                          lowers it to 1 ms)
   training-no-rt         as training, the scheduler thread at normal priority
-  sender-training        as training, the port in a sender process (ports.SenderProcessPort, the
-                         default of ports.open_output_port): times are those the sender reports
+  sender-training        as training, the port in a sender process (sender.SenderProcessPort, the
+                         default of outputs.open_output_port): times are those the sender reports
   sender-training-no-rt  as sender-training, the sender at normal priority (RNNRBM_STUDIO_REALTIME=0),
                          what a user gets where real-time priority is not allowed
 
@@ -92,18 +92,19 @@ def run_mode(mode: str, args, model: RnnRbm, rolls) -> dict:
         trainer_thread = threading.Thread(target=trainer.run, name="trainer", daemon=True)
         trainer_thread.start()
     from rnnrbm_studio.live import ports
+    from rnnrbm_studio.live.sender import SenderProcessPort
 
     sender = mode.startswith("sender")
     if sender:
         if mode.endswith("no-rt"):
             os.environ["RNNRBM_STUDIO_REALTIME"] = "0"  # read by the sender process as it starts
         try:
-            port = (ports.SenderProcessPort(args.port) if args.port
-                    else ports.SenderProcessPort(record_to=os.devnull))
+            port = (SenderProcessPort(args.port) if args.port
+                    else SenderProcessPort(record_to=os.devnull))
         finally:
             os.environ.pop("RNNRBM_STUDIO_REALTIME", None)
     elif args.port:
-        port = ports.open_output_port(args.port, separate_process=False)
+        port = ports.open_port_in_process(args.port)
     else:
         port = NullPort()
     stopped = threading.Event()

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnrbm_studio.live.output_port import BaseOutputPort
 from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -97,12 +98,12 @@ class ScriptedModel(torch.nn.Module):
 
 
 # ----------------------------------------------------------------------------- fake port
-class FakePort:
+class FakePort(BaseOutputPort):
     """Records every message with the time it was sent; can fail, or report itself gone."""
 
     def __init__(self, clock, name: str = "fake synth"):
+        super().__init__(name)
         self.clock = clock
-        self.name = name
         self.sent: list[tuple[float, mido.Message]] = []
         self.fail_after: int | None = None  # raise on send once this many messages went out
         self.gone: str | None = None  # what problem() says

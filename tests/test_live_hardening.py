@@ -17,8 +17,8 @@ import pytest
 from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, live_processes_in_group,  # noqa: F401
                         own_fluidsynth, own_jack_server, process_running, scale_model, sender_processes_of,
                         start_cli, wait_until)
-from rnnrbm_studio.live import ports
-from rnnrbm_studio.live import sender
+from rnnrbm_studio.live import outputs, ports, sender
+from rnnrbm_studio.live.output_port import all_notes_off_messages
 from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import build_parser, main
 from rnnrbm_studio.errors import StudioError
@@ -40,7 +40,7 @@ def no_port_may_open(monkeypatch):
     """Fail if the command gets as far as opening a MIDI port: its input was to be refused before."""
     def refuse(*args, **kwargs):
         raise AssertionError("a MIDI port was opened although the input was bad")
-    monkeypatch.setattr(ports, "open_output_port", refuse)
+    monkeypatch.setattr(outputs, "open_output_port", refuse)
 
 
 def error_lines(err: str) -> list[str]:
@@ -173,7 +173,7 @@ def test_a_bad_primer_is_one_line_before_any_port_opens(content, model_file, tmp
 def test_sender_records_round_trip_without_pickle():
     odd_name = os.fsdecode(b"synth \xff\xfe\n") + "\u00e9" * 3
     records = [("open", {"name": odd_name, "virtual": False, "record_to": None}),
-               ("at", 1234.5678901234, [m.bytes() for m in ports.all_notes_off_messages()], 7),
+               ("at", 1234.5678901234, [m.bytes() for m in all_notes_off_messages()], 7),
                ("at", 0.0, [mido.Message("note_on", note=60, velocity=90).bytes()], None),
                ("sent", 3, 1.25, 1.2500001), ("ready", odd_name, "JACK", False, True),
                ("problem", "the MIDI output 'x' is gone"), ("close",)]
@@ -344,7 +344,7 @@ class Watched:
 @pytest.mark.jack
 def test_a_player_notices_the_jack_server_dying_within_a_second(own_jack_server, own_fluidsynth):
     watched = Watched()
-    port = ports.open_output_port("synth:midi_00")
+    port = outputs.open_output_port("synth:midi_00")
     try:
         player = LivePlayer(scale_model(), port, bpm=400, on_error=watched.errors.append,
                             on_stopped=watched.on_stopped)

@@ -16,7 +16,7 @@ import pytest
 from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, process_running,  # noqa: F401
                         record_audio, scale_model, sender_processes_of, start_cli, unbalanced_notes, wait_until,
                         wav_rms)
-from rnnrbm_studio.live import ports
+from rnnrbm_studio.live import outputs, ports
 from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.music.midi_files import read_midi
 from rnnrbm_studio.music.pianoroll import RollSettings
@@ -48,7 +48,7 @@ def watched(monkeypatch):
 
 @pytest.fixture
 def synth_port(fluidsynth):
-    port = ports.open_output_port("synth:midi_00")
+    port = outputs.open_output_port("synth:midi_00")
     try:
         yield port
     finally:
@@ -113,7 +113,7 @@ def test_panic_silences_notes_left_sounding(fluidsynth, synth_port):
 def test_virtual_port_delivers_exactly_the_frames_played(jack_server, watched):
     import rtmidi
 
-    port = ports.open_output_port(virtual=True)
+    port = outputs.open_output_port(virtual=True)
     receiver = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "rx", queue_size_limit=4096)
     try:
         assert port.virtual and port.name == "RNN-RBM Studio"

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from jack_synth import ScriptedModel, heard_roll, scale_model, unbalanced_notes, wait_until
-from rnnrbm_studio.live import ports
+from rnnrbm_studio.live import outputs, ports
 from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.live.player import LivePlayer
-from rnnrbm_studio.live.ports import PortError
+from rnnrbm_studio.live.output_port import PortError
+from rnnrbm_studio.live.sender import SenderProcessPort
 
 NO_JACK = {"MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK", "JACK_DEFAULT_SERVER": "rnnrbm-no-such-server",
            "JACK_NO_START_SERVER": "1"}
@@ -51,7 +52,7 @@ class FakeBackend:
 
 def open_here(name=None, virtual=False):
     """Open in this process: the fake MIDI systems do not exist in a sender process."""
-    return ports.open_output_port(name, virtual=virtual, separate_process=False)
+    return outputs.open_output_port(name, virtual=virtual, separate_process=False)
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def test_no_midi_system_is_a_one_line_port_error(no_midi_system):
         ports.list_output_ports()
     assert str(caught.value) == "no MIDI system is available (JACK: no JACK server is running)"
     with pytest.raises(PortError):
-        ports.open_output_port("anything")
+        outputs.open_output_port("anything")
 
 
 def test_mido_backend_is_respected(monkeypatch):
@@ -209,7 +210,7 @@ def recorded_messages(path) -> list[tuple[float, mido.Message]]:
 
 def test_sender_process_sends_at_the_deadline_and_keeps_order(tmp_path):
     record = tmp_path / "sent.txt"
-    port = ports.SenderProcessPort(record_to=str(record))
+    port = SenderProcessPort(record_to=str(record))
     try:
         assert port.problem() is None
         deadline = time.perf_counter() + 0.3
@@ -233,7 +234,7 @@ def test_sender_process_releases_its_notes_when_the_app_dies(tmp_path):
     record = tmp_path / "sent.txt"
     app = subprocess.run([sys.executable, "-c", (
         "import os, signal, sys, mido\n"
-        "from rnnrbm_studio.live.ports import SenderProcessPort\n"
+        "from rnnrbm_studio.live.sender import SenderProcessPort\n"
         "port = SenderProcessPort(record_to=sys.argv[1])\n"
         "for note in (60, 64):\n"
         "    port.send(mido.Message('note_on', channel=3, note=note, velocity=80))\n"
@@ -247,7 +248,7 @@ def test_sender_process_releases_its_notes_when_the_app_dies(tmp_path):
 
 
 def test_a_sender_process_that_dies_is_reported_as_a_problem(tmp_path):
-    port = ports.SenderProcessPort(record_to=str(tmp_path / "sent.txt"))
+    port = SenderProcessPort(record_to=str(tmp_path / "sent.txt"))
     try:
         port._process.kill()
         problem = wait_until(port.problem, 10, what="the death to be noticed")
@@ -260,7 +261,7 @@ def test_a_sender_process_that_dies_is_reported_as_a_problem(tmp_path):
 
 def test_player_through_a_sender_process_plays_every_frame_on_time(tmp_path):
     record = tmp_path / "sent.txt"
-    port = ports.SenderProcessPort(record_to=str(record))
+    port = SenderProcessPort(record_to=str(record))
     stopped = threading.Event()
     try:
         player = LivePlayer(ScriptedModel([[0, 4], [4], [7, 9], []]), port, bpm=600, steps_per_beat=4,

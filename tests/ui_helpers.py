@@ -5,22 +5,20 @@ import threading
 
 from PySide6 import QtCore
 
+from rnnrbm_studio.live.output_port import BaseOutputPort
 
-class FakePort:
+
+class FakePort(BaseOutputPort):
     """Records what is sent, like a mido output port would carry it."""
 
     def __init__(self, name: str):
-        self.name = name
-        self.closed = False
+        super().__init__(name)
         self._lock = threading.Lock()
         self._messages = []
 
     def send(self, message) -> None:
         with self._lock:
             self._messages.append(message.copy())
-
-    def close(self) -> None:
-        self.closed = True
 
     @property
     def messages(self) -> list:

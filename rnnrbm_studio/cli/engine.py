@@ -73,27 +73,21 @@ def check_output_file(out: Path, temporary_name: str | None = None) -> None:
 # --------------------------------------------------------------------------------- generate
 def generate_command(args: argparse.Namespace) -> int:
     from ..training.checkpoint import load_model
-    from ..music.midi_files import read_midi, roll_to_midi
+    from ..music.midi_files import roll_to_midi
+    from ..music.pianoroll import playback_grid
+    from ..music.primer import read_primer
 
     path = model_path_or_default(args.model)
     model, checkpoint = load_model(path)
     # before generating, which can take minutes (the temporary file named as save_midi_atomically's)
     check_output_file(Path(args.out), temporary_name=f".{Path(args.out).name}.{os.getpid()}.tmp")
     settings = checkpoint.data.roll_settings
-    primer = None
-    if args.primer:
-        try:
-            primer = read_midi(args.primer, settings).roll
-        except StudioError as error:
-            raise StudioError(f"--primer {args.primer}: {error}") from None
+    primer = read_primer(args.primer, settings, label="--primer") if args.primer else None
     started = time.perf_counter()
     roll = model.generate(args.frames, primer=primer, seed=args.seed, gibbs_steps=args.gibbs_steps,
                           inverse_temperature=1.0 / args.temperature)
     seconds = time.perf_counter() - started
-    steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
-    # A seconds-grid model's steps last seconds_per_step: at one step per beat that is 60/s bpm
-    # (a fixed 120 bpm played a 0.3 s model 5/3 too slowly).
-    bpm = args.bpm or (60.0 / settings.seconds_per_step if settings.seconds_per_step else 120.0)
+    bpm, steps_per_beat = playback_grid(settings, args.bpm)  # a seconds-grid model at its own pace
     try:
         roll_to_midi(roll, args.out, bpm=bpm, steps_per_beat=steps_per_beat)
     except OSError as error:

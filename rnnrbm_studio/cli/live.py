@@ -55,7 +55,9 @@ def register(subparsers) -> None:
     play.add_argument("--port", help="the MIDI output (a name or a unique part of one; default: the first)")
     play.add_argument("--virtual", action="store_true",
                       help="create the virtual output 'RNN-RBM Studio' and play there (not on Windows)")
-    play.add_argument("--bpm", type=BPM, default=120.0, help=f"tempo in beats per minute, {BPM.span} (default 120)")
+    play.add_argument("--bpm", type=BPM, default=None,
+                      help=f"tempo in beats per minute, {BPM.span} (default 120, or the model's own pace if it "
+                           f"was trained on a seconds grid)")
     play.add_argument("--steps-per-beat", type=STEPS_PER_BEAT, default=None,
                       help=f"frames per beat, {STEPS_PER_BEAT.span} (default: the model's training grid, usually 2)")
     play.add_argument("--seconds", type=SECONDS, default=None,
@@ -146,31 +148,25 @@ def play_command(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
-    from ..live import ports
-    from ..training.checkpoint import load_model, roll_settings_of
-    from ..music.midi_files import MidiReadError, read_midi
-    from ..music.pianoroll import RollSettings
+    from ..live import outputs, ports
     from ..live.player import LivePlayer
+    from ..music.primer import read_primer
+    from ..training.checkpoint import load_model, roll_settings_of
     from .engine import model_path_or_default
 
     record = check_record_path(args.record) if args.record else None  # before anything is played
     model, payload = load_model(model_path_or_default(args.model))
     grid = roll_settings_of(payload)
-    steps_per_beat = args.steps_per_beat or grid.steps_per_beat
-    primer = None
-    if args.primer:
-        try:
-            check_primer_path(args.primer)
-            primer = read_midi(args.primer, RollSettings(steps_per_beat=steps_per_beat)).roll
-        except MidiReadError as error:
-            raise StudioError(f"--primer {args.primer}: {error}") from None
+    settings = playback_settings(args, grid)
+    # the primer is read as the model's music was (its grid, its keys), whatever the playing tempo
+    primer = read_primer(args.primer, grid, label="--primer") if args.primer else None
 
     with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
         if args.virtual:
-            port = ports.open_output_port(virtual=True)
+            port = outputs.open_output_port(virtual=True)
         else:
             try:
-                port = ports.open_output_port(args.port)
+                port = outputs.open_output_port(args.port)
             except ports.PortError as error:
                 if args.port is None:
                     raise ports.PortError(f"{error}. See `rnnrbm-studio ports`; or use --virtual") from None
@@ -180,12 +176,8 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     stop_signal: StopSignal | None = None
     try:
         try:
-            player = LivePlayer(model, port, bpm=args.bpm, steps_per_beat=steps_per_beat, velocity=args.velocity,
-                                channel=args.channel - 1, program=args.program - 1, restrike=args.restrike,
-                                latency_offset=args.latency_ms / 1000.0, gibbs_steps=args.gibbs_steps,
-                                temperature=args.temperature, seed=args.seed, on_error=errors.append,
-                                on_stopped=lambda reason: stopped.set())
-        except ValueError as error:
+            player = LivePlayer(model, port, settings, on_error=errors.append, on_stopped=lambda reason: stopped.set())
+        except ValueError as error:  # a model whose keys are not MIDI notes
             raise StudioError(str(error)) from None
         # Ctrl+C or a signal may come as soon as the first notes sound, before the wait has begun
         try:
@@ -193,7 +185,7 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
                 player.prime(primer)
             player.start()
             where = f"the virtual port {port.name!r}" if args.virtual else repr(port.name)
-            _say(f"playing on {where} at {args.bpm:g} BPM, {steps_per_beat} steps per beat"
+            _say(f"playing on {where} at {settings.bpm:g} BPM, {settings.steps_per_beat} steps per beat"
                  + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops")
             _wait(stopped, args.seconds)
         except KeyboardInterrupt:
@@ -245,16 +237,19 @@ def check_record_path(text: str) -> Path:
     return path
 
 
-def check_primer_path(text: str) -> None:
-    """A primer must be a regular file: reading a pipe or a device could wait forever."""
+def playback_settings(args: argparse.Namespace, grid):
+    """`play`'s options as PlaybackSettings on the model's time grid (channel and program counted
+    from 1 on the command line, from 0 in MIDI). StudioError for a combination out of range."""
+    from ..live.settings import PlaybackSettings
+
     try:
-        mode = os.stat(text).st_mode
-    except OSError as error:
-        raise StudioError(f"--primer {text}: {error.strerror or error}") from None
-    if stat.S_ISDIR(mode):
-        raise StudioError(f"--primer {text}: is a folder, not a MIDI file")
-    if not stat.S_ISREG(mode):
-        raise StudioError(f"--primer {text}: not a regular file (a pipe or a device)")
+        return PlaybackSettings.for_model(
+            grid, bpm=args.bpm, steps_per_beat=args.steps_per_beat, gibbs_steps=args.gibbs_steps,
+            temperature=args.temperature, velocity=args.velocity, channel=args.channel - 1,
+            program=args.program - 1, restrike=args.restrike, latency_offset=args.latency_ms / 1000.0,
+            seed=args.seed)
+    except ValueError as error:
+        raise StudioError(str(error)) from None
 
 
 def _save_recording(player, path: Path) -> None:

@@ -1,14 +1,12 @@
-"""MIDI output ports: list them, open one by name or a virtual one, notice when one vanishes.
+"""MIDI output ports in this process: list them, open one by name or a virtual one, notice when one
+vanishes. outputs.open_output_port() chooses between such a port and one in a sender process.
 
 Ports go through mido, so MIDO_BACKEND is respected (e.g. `mido.backends.rtmidi/UNIX_JACK`). Without
 it, every MIDI system python-rtmidi was built with for this platform is tried in turn: ALSA then
 JACK on Linux, CoreMIDI (then JACK) on macOS, Windows MM on Windows.
 
-By default a port lives in a small separate process (SenderProcessPort): measured on a loaded 2-core
-machine, a training run in the app's process delays a sending thread through the GIL by up to 15 ms
-(p99 9 ms); from its own process, at real-time priority where allowed, the same sends were at most
-0.65 ms late. The player hands each frame over a little before its deadline and the sender process
-sends it on time. It also releases every note it started if the app dies.
+By default the app plays through a port in a small separate process (sender.SenderProcessPort), which
+opens its port with this module; sender.py says why.
 
 Facts measured on Linux that shape this module:
 - a system that is not running makes rtmidi raise SystemError ("no ALSA sequencer", "JACK server
@@ -25,7 +23,6 @@ Facts measured on Linux that shape this module:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -34,12 +31,11 @@ from typing import Iterable
 
 import mido
 
-from ..errors import StudioError
+from .output_port import BaseOutputPort, PortError, all_notes_off_messages
 
 log = logging.getLogger(__name__)
 
 VIRTUAL_PORT_NAME = "RNN-RBM Studio"
-ALL_NOTES_OFF = 123  # controller number
 
 _RTMIDI_BACKEND = "mido.backends.rtmidi"
 _SYSTEM_LABELS = {"LINUX_ALSA": "ALSA", "UNIX_JACK": "JACK", "MACOSX_CORE": "CoreMIDI",
@@ -59,10 +55,6 @@ No MIDI output to play on. RNN-RBM Studio composes MIDI; a synthesizer turns it 
     and connect it to any synth or DAW (aconnect, qjackctl, your DAW's MIDI input settings).
 On Linux without a sound card, start a JACK server and set MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK.
 Set MIDO_BACKEND to choose the MIDI system yourself."""
-
-
-class PortError(StudioError):
-    """No MIDI system, no such port, a port that cannot be opened: a one-line reason."""
 
 
 # ------------------------------------------------------------------------------- systems
@@ -140,21 +132,20 @@ def _list_with_systems() -> list[tuple[str, mido.Backend]]:
 
 
 # ---------------------------------------------------------------------------------- ports
-class OutputPort:
-    """A mido output port with a liveness probe. The player needs only send(), problem() and name."""
+class OutputPort(BaseOutputPort):
+    """A mido output port in this process, with a liveness probe."""
 
     # rtmidi's JACK client hands messages over in JACK's next process cycle; closing it sooner loses
     # them (seen: the last note-off and All Notes Off never reached FluidSynth). A few periods.
     JACK_DRAIN_SECONDS = 0.1
 
     def __init__(self, port, system: str, virtual: bool = False, probe=None, watch=None):
+        super().__init__(port.name)
         self._port = port
-        self.name: str = port.name
         self.system = system
         self.virtual = virtual
         self._probe = probe
         self._watch = watch  # a JackServerWatch on JACK, else None
-        self.closed = False
         self._last_send = float("-inf")
 
     def send(self, message: mido.Message) -> None:
@@ -178,10 +169,7 @@ class OutputPort:
             return f"the MIDI output {self.name!r} is gone (did the synth quit?)"
         return None
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def _close(self) -> None:
         if self._watch is not None and self._watch.gone():
             # Nothing left to drain to or to tell; the clients of a dead server are left to the
             # process's end (libjack's client close only talks to the dead socket).
@@ -198,16 +186,6 @@ class OutputPort:
             except Exception as error:
                 log.warning("closing MIDI port %r: %s", self.name, error)
 
-    def __enter__(self) -> "OutputPort":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "virtual " if self.virtual else ""
-        return f"<{kind}MIDI output {self.name!r} ({self.system})>"
-
 
 def virtual_ports_supported(backend: mido.Backend | None = None) -> bool:
     if backend is not None and backend.api:
@@ -215,14 +193,10 @@ def virtual_ports_supported(backend: mido.Backend | None = None) -> bool:
     return not sys.platform.startswith("win")
 
 
-def open_output_port(name: str | None = None, *, virtual: bool = False, separate_process: bool = True):
-    """Open the output called `name` (exact, else a unique case-insensitive part of a name), the first
-    output when name is None, or a new virtual output "RNN-RBM Studio" when virtual is True.
-
-    separate_process (the default): the port lives in a sender process (SenderProcessPort), out of
-    reach of this process's GIL; else an OutputPort in this process. Raises PortError."""
-    if separate_process:
-        return SenderProcessPort(name, virtual=virtual)
+def open_port_in_process(name: str | None = None, *, virtual: bool = False) -> OutputPort:
+    """Open, in this process, the output called `name` (exact, else a unique case-insensitive part of
+    a name), the first output when name is None, or a new virtual output "RNN-RBM Studio" when
+    virtual is True. Raises PortError. (The app plays through outputs.open_output_port.)"""
     if virtual:
         return _open_virtual()
     ports = _list_with_systems()
@@ -328,20 +302,6 @@ def quiet_native_stderr(enabled: bool = True):
 
 
 # ---------------------------------------------------------------------------------- panic
-def all_notes_off_messages(channels: Iterable[int] = range(16)) -> tuple[mido.Message, ...]:
-    """All Notes Off on each channel first (one message silences a channel in any GM synth, so it
-    goes out even if a full port buffer drops what follows), then a note-off for every key."""
-    return _all_notes_off_messages(tuple(channels))
-
-
-@functools.lru_cache(maxsize=4)
-def _all_notes_off_messages(channels: tuple[int, ...]) -> tuple[mido.Message, ...]:
-    # built once: mido validates every field of every message, ~0.1 ms each, too slow for a panic
-    messages = [mido.Message("control_change", channel=c, control=ALL_NOTES_OFF, value=0) for c in channels]
-    messages += [mido.Message("note_off", channel=c, note=n, velocity=0) for c in channels for n in range(128)]
-    return tuple(messages)
-
-
 def panic(port, channels: Iterable[int] = range(16)) -> None:
     """Silence everything on a port: All Notes Off and note-offs for all keys on all channels."""
     messages = all_notes_off_messages(channels)
@@ -350,6 +310,3 @@ def panic(port, channels: Iterable[int] = range(16)) -> None:
         return
     for message in messages:
         port.send(message)
-
-
-from .sender import SenderProcessPort  # noqa: E402  (the sender process uses this module)

@@ -33,7 +33,8 @@ from typing import Sequence
 import mido
 
 from .clock import raise_this_thread_to_realtime
-from .ports import ALL_NOTES_OFF, PortError, open_output_port
+from .output_port import ALL_NOTES_OFF, BaseOutputPort, PortError
+from .ports import open_port_in_process
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _unpack_from(stream):
     return record
 
 
-class SenderProcessPort:
+class SenderProcessPort(BaseOutputPort):
     """A MIDI output opened in a small child process (no torch), which sends at given times.
 
     send_at(deadline, messages, tag) queues messages to go out at `deadline` (time.perf_counter:
@@ -93,6 +94,7 @@ class SenderProcessPort:
 
     def __init__(self, name: str | None = None, *, virtual: bool = False, record_to: str | None = None,
                  start_timeout: float = 20.0):
+        super().__init__(name or "")
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding rnnrbm_studio/
         env = dict(os.environ)
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -108,8 +110,7 @@ class SenderProcessPort:
         self._problem: str | None = None
         self._failure: str | None = None
         self._closing = False
-        self.closed = False
-        self.name, self.system, self.virtual, self.realtime = name or "", "", virtual, False
+        self.virtual, self.realtime = virtual, False
         self._reader = threading.Thread(target=self._read_replies, name="rnnrbm-sender-replies", daemon=True)
         self._reader.start()
         try:
@@ -206,31 +207,25 @@ class SenderProcessPort:
             except OSError:
                 pass
 
-    def __enter__(self) -> "SenderProcessPort":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         kind = "virtual " if self.virtual else ""
         return f"<{kind}MIDI output {self.name!r} ({self.system}, in sender process {self._process.pid})>"
 
 
-class _RecordingPort:
+class _RecordingPort(BaseOutputPort):
     """The sender's stand-in for a MIDI port in tests and benchmarks: appends 'time hex' lines to a file."""
 
+    name = "recording"
     system = "recording"
-    virtual = False
 
     def __init__(self, path: str):
-        self.name = "recording"
+        super().__init__()
         self._file = open(path, "a", buffering=1)
 
     def send(self, message: mido.Message) -> None:
         self._file.write(f"{time.perf_counter()!r} {message.hex()}\n")
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._file.close()
 
 
@@ -262,8 +257,7 @@ def _sender_main() -> int:
     route_libjack_messages_to_logging()  # a server going away is told by one line, not libjack's ten
     try:
         port = (_RecordingPort(spec["record_to"]) if spec.get("record_to")
-                else open_output_port(spec.get("name"), virtual=bool(spec.get("virtual")),
-                                      separate_process=False))
+                else open_port_in_process(spec.get("name"), virtual=bool(spec.get("virtual"))))
     except PortError as error:
         reply("failed", str(error))
         return 1

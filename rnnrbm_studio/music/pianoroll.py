@@ -115,7 +115,24 @@ def roll_duration_seconds(n_frames: int, settings: RollSettings, bpm: float = DE
     return n_frames * 60.0 / (bpm * settings.steps_per_beat)
 
 
+# ------------------------------------------------------------------- playing a roll's grid
+def own_tempo(settings: RollSettings) -> float | None:
+    """The tempo a model on this grid plays at by itself: a seconds grid has no beats, so its steps
+    go one per beat at 60 / seconds_per_step bpm and last what they lasted in the music it learned
+    from; a beat grid has none of its own (None): it plays at whatever tempo is asked."""
+    return 60.0 / float(settings.seconds_per_step) if settings.seconds_per_step else None
+
+
+def playback_grid(settings: RollSettings, bpm: float | None = None) -> tuple[float, int]:
+    """(bpm, steps per beat) to play or write a roll made on `settings`' grid: at `bpm` if given,
+    else at the grid's own tempo (own_tempo), else at DEFAULT_BPM. Generate, play and the window
+    all time their frames with this."""
+    steps_per_beat = 1 if settings.seconds_per_step else int(settings.steps_per_beat)
+    return float(bpm or own_tempo(settings) or DEFAULT_BPM), steps_per_beat
+
+
 __all__ = [
     "LOWEST_PITCH", "N_KEYS", "DEFAULT_BPM", "RollSettings", "PianoRoll", "notes_to_roll", "roll_to_notes",
-    "transpose_roll", "estimate_transposition_to_c", "note_name", "roll_duration_seconds",
+    "transpose_roll", "estimate_transposition_to_c", "note_name", "roll_duration_seconds", "own_tempo",
+    "playback_grid",
 ]

@@ -1,23 +1,25 @@
 """The window's side of live playback: one LivePlayer, its port, and Qt signals for its news.
 
 The player runs its own threads; its callbacks only emit signals (queued to the GUI thread), and the
-window drains played frames on its display timer.
+window drains played frames on its display timer. What to play with comes from the LivePanel as one
+PlaybackSettings (update()), which the player gets as it is.
 """
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from PySide6 import QtCore
 
-from ..live import ports
 from ..errors import StudioError
+from ..live import outputs, ports
+from ..live.output_port import BaseOutputPort
+from ..live.player import STOPPED, LivePlayer
+from ..live.settings import PlaybackSettings
 from ..model import RnnRbm
 from ..music.pianoroll import RollSettings
-from ..live.player import STOPPED, LivePlayer
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +47,20 @@ class SystemPortProvider:
 
     def open(self, name: str):
         if name == self.VIRTUAL_LABEL:
-            return ports.open_output_port(virtual=True)
-        return ports.open_output_port(name)
+            return outputs.open_output_port(virtual=True)
+        return outputs.open_output_port(name)
 
     def help_text(self) -> str:
         return ports.NO_PORT_HELP
 
 
-class SilentPort:
+class SilentPort(BaseOutputPort):
     """A port that plays nothing: for screenshots and demos without a synth."""
 
     name = "Silent (no synth)"
 
-    def __init__(self):
-        self.closed = False
-
     def send(self, message) -> None:
         pass
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class SilentPortProvider:
@@ -90,10 +86,7 @@ class LiveController(QtCore.QObject):
         self.roll_settings = RollSettings()
         self.player: LivePlayer | None = None
         self.port = None
-        self._bpm = 120.0
-        self._gibbs_steps: int | None = None
-        self._temperature = 1.0
-        self._lock = threading.Lock()
+        self.settings = PlaybackSettings()  # the panel's, as last given to update()
         self._player_stopped.connect(self._on_player_stopped)
 
     # ---------------------------------------------------------------------------- ports
@@ -138,9 +131,8 @@ class LiveController(QtCore.QObject):
             return
         self.port = port
         if self.player is None:
-            self.player = LivePlayer(self.model, port, bpm=self._bpm, steps_per_beat=self.steps_per_beat,
-                                     gibbs_steps=self._gibbs_steps, temperature=self._temperature,
-                                     on_error=self.error.emit, on_stopped=self._player_stopped.emit)
+            self.player = LivePlayer(self.model, port, self.settings, on_error=self.error.emit,
+                                     on_stopped=self._player_stopped.emit)
         else:
             self.player.set_port(port)
         try:
@@ -181,27 +173,14 @@ class LiveController(QtCore.QObject):
         self.stop()
 
     # ------------------------------------------------------------------------- controls
-    @property
-    def steps_per_beat(self) -> int:
-        return self.roll_settings.steps_per_beat if not self.roll_settings.seconds_per_step else 1
+    def update(self, settings: PlaybackSettings) -> None:
+        """Play with these settings (the LivePanel's playback_settings()), now if playing."""
+        self.settings = settings
+        if self.player is not None:
+            self.player.update(settings)
 
     def seconds_per_step(self) -> float:
-        return 60.0 / (self._bpm * self.steps_per_beat)
-
-    def set_tempo(self, bpm: float) -> None:
-        self._bpm = float(bpm)
-        if self.player is not None:
-            self.player.set_tempo(self._bpm, self.steps_per_beat)
-
-    def set_gibbs_steps(self, steps: int) -> None:
-        self._gibbs_steps = int(steps)
-        if self.player is not None:
-            self.player.set_gibbs_steps(self._gibbs_steps)
-
-    def set_temperature(self, temperature: float) -> None:
-        self._temperature = float(temperature)
-        if self.player is not None:
-            self.player.set_temperature(self._temperature)
+        return self.settings.frame_period
 
     def reset_state(self) -> None:
         if self.player is not None:
@@ -209,8 +188,8 @@ class LiveController(QtCore.QObject):
 
     def prime(self, roll: np.ndarray) -> None:
         if self.player is None and self.model is not None:
-            self.player = LivePlayer(self.model, None, bpm=self._bpm, steps_per_beat=self.steps_per_beat,
-                                     on_error=self.error.emit, on_stopped=self._player_stopped.emit)
+            self.player = LivePlayer(self.model, None, self.settings, on_error=self.error.emit,
+                                     on_stopped=self._player_stopped.emit)
         if self.player is not None:
             self.player.prime((np.asarray(roll) > 0).astype(np.uint8))
 

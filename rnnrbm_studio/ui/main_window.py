@@ -23,7 +23,9 @@ from ..training.checkpoint import save_checkpoint
 from ..music.corpus import Corpus
 from ..errors import StudioError
 from ..model import RnnRbm
-from ..music.midi_files import MidiReadError, read_midi
+from ..music.midi_files import MidiReadError
+from ..music.pianoroll import playback_grid
+from ..music.primer import read_primer
 from ..training.trainer import Trainer, TrainResult, build_model
 from .live_controller import LiveController, PortProvider
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
@@ -157,9 +159,7 @@ class MainWindow(QtWidgets.QMainWindow):
         panel.panic_requested.connect(live.panic)
         panel.export_session_requested.connect(self._export_session_dialog)
         panel.export_bars_requested.connect(self._export_bars_dialog)
-        panel.bpm.valueChanged.connect(self._tempo_changed)
-        panel.gibbs_steps.valueChanged.connect(live.set_gibbs_steps)
-        panel.temperature.valueChanged.connect(live.set_temperature)
+        panel.settings_changed.connect(self._playback_settings_changed)
         live.playing_changed.connect(panel.set_playing)
         live.error.connect(self._live_error)
 
@@ -185,6 +185,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _set_model(self, model: RnnRbm, path: Path | None, checkpoint: Checkpoint) -> None:
         self.model, self.model_path, self.checkpoint = model, path, checkpoint
+        self.live_panel.set_model_grid(checkpoint.data.roll_settings)  # a seconds grid brings its own tempo
         self.live.set_model(model, checkpoint.data.roll_settings)
         self.live_panel.gibbs_steps.setValue(model.config.gibbs_steps)  # each model says how it mixes
         self.training_plot.set_history(checkpoint.history)
@@ -345,13 +346,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live_panel.set_playing(False)
             return
         self.settings.setValue("port", name)
-        self._tempo_changed()
-        self.live.set_gibbs_steps(self.live_panel.gibbs_steps.value())
-        self.live.set_temperature(self.live_panel.temperature.value())
+        self._playback_settings_changed()
         self.live.start(name)
 
-    def _tempo_changed(self) -> None:
-        self.live.set_tempo(self.live_panel.bpm.value())
+    def _playback_settings_changed(self) -> None:
+        self.live.update(self.live_panel.playback_settings())
         self.piano_roll.set_seconds_per_frame(self.live.seconds_per_step())
 
     def _live_error(self, message: str) -> None:
@@ -373,9 +372,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def prime_from_file(self, path: str | Path) -> None:
         try:
-            roll = read_midi(path, roll_settings_of(self.checkpoint)).roll
+            roll = read_primer(path, roll_settings_of(self.checkpoint))
         except MidiReadError as error:
-            self._error(f"Cannot prime from {Path(path).name}: {error}")
+            self._error(f"Cannot prime: {error}")  # names the file
             return
         self.live.prime(roll)
         self.statusBar().showMessage(f"Primed with {Path(path).name} ({len(roll)} steps)", 5000)
@@ -406,8 +405,7 @@ class MainWindow(QtWidgets.QMainWindow):
         bar); the file is written when all are there. None if there is no model or an export runs."""
         if self.model is None or self.bars_export.is_running():
             return None
-        settings = roll_settings_of(self.checkpoint)
-        steps_per_beat = settings.steps_per_beat if not settings.seconds_per_step else 1
+        _, steps_per_beat = playback_grid(roll_settings_of(self.checkpoint))
         frames = bars * 4 * steps_per_beat
         return self.bars_export.start(self.model, path, bars, frames, bpm=self.live_panel.bpm.value(),
                                       steps_per_beat=steps_per_beat, gibbs_steps=self.live_panel.gibbs_steps.value(),

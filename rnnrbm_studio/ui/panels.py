@@ -10,8 +10,9 @@ import math
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..live.settings import PlaybackSettings
 from ..model import RnnRbmConfig
-from ..music.pianoroll import RollSettings
+from ..music.pianoroll import RollSettings, own_tempo
 from ..training.config import EpochRecord, TrainConfig, TrainProgress
 from ..training.recipes import QUALITY, TUTORIAL, configs
 
@@ -296,6 +297,7 @@ class LivePanel(QtWidgets.QGroupBox):
     """Output port, Play / Stop, tempo, sampling, and the session's export."""
 
     play_toggled = QtCore.Signal()
+    settings_changed = QtCore.Signal()  # tempo, Gibbs steps or temperature: see playback_settings()
     refresh_ports_requested = QtCore.Signal()
     port_chosen = QtCore.Signal(str)
     reset_requested = QtCore.Signal()
@@ -340,6 +342,7 @@ class LivePanel(QtWidgets.QGroupBox):
         self.bars = _spin(1, 512, 16, "Bars (of 4 beats) to generate into a new .mid file")
         self.export_bars_button = QtWidgets.QPushButton("Export new bars…")
         self.export_bars_button.setToolTip("Generate a fresh piece of this many bars and save it as .mid")
+        self._grid = RollSettings()  # the playing model's time grid (set_model_grid)
 
         port_row = QtWidgets.QHBoxLayout()
         port_row.addWidget(self.port, 1)
@@ -372,6 +375,23 @@ class LivePanel(QtWidgets.QGroupBox):
         self.panic_button.clicked.connect(self.panic_requested)
         self.export_session_button.clicked.connect(self.export_session_requested)
         self.export_bars_button.clicked.connect(lambda: self.export_bars_requested.emit(self.bars.value()))
+        for box in (self.bpm, self.gibbs_steps, self.temperature):
+            box.valueChanged.connect(self.settings_changed)
+
+    def set_model_grid(self, grid: RollSettings) -> None:
+        """The time grid of the model to play; one with a tempo of its own (a seconds grid) shows it."""
+        self._grid = grid
+        tempo = own_tempo(grid)
+        if tempo is not None:
+            self.bpm.setValue(tempo)
+
+    def playback_settings(self) -> PlaybackSettings:
+        """What the boxes say, on the model's time grid."""
+        bpm, tempo = self.bpm.value(), own_tempo(self._grid)
+        if tempo is not None and round(tempo, self.bpm.decimals()) == bpm:
+            bpm = tempo  # the box shows the model's own tempo rounded: play it exactly
+        return PlaybackSettings.for_model(self._grid, bpm=bpm, gibbs_steps=self.gibbs_steps.value(),
+                                          temperature=self.temperature.value())
 
     def set_ports(self, names: list[str], current: str | None, help_text: str) -> None:
         self.port.blockSignals(True)
