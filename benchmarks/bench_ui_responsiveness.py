@@ -20,7 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from rnnrbm_studio.model import RnnRbm  # noqa: E402
 from rnnrbm_studio.runtime import configure_threads  # noqa: E402
 from rnnrbm_studio.ui.app import create_application  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> int:
     app.setProperty("no_dialogs", True)
     with tempfile.TemporaryDirectory() as scratch:
         model_file = Path(scratch) / "model.pt"
-        save_checkpoint(model_file, model_payload(RnnRbm()))
+        save_checkpoint(model_file, model_checkpoint(RnnRbm()))
         settings = QtCore.QSettings(str(Path(scratch) / "s.ini"), QtCore.QSettings.Format.IniFormat)
         window = MainWindow(settings, model_file, port_provider=SilentPortProvider(), models_dir=Path(scratch))
         window.show()

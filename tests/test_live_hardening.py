@@ -19,7 +19,7 @@ from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, live
                         start_cli, wait_until)
 from rnnrbm_studio.live import outputs, ports, sender
 from rnnrbm_studio.live.output_port import all_notes_off_messages
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.cli import build_parser, main
 from rnnrbm_studio.errors import StudioError
 from rnnrbm_studio.live.jack_watch import SERVER_GONE
@@ -31,7 +31,7 @@ from rnnrbm_studio.live.player import LivePlayer
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "scale.pt"
-    save_checkpoint(path, model_payload(scale_model()))
+    save_checkpoint(path, model_checkpoint(scale_model()))
     return path
 
 

@@ -17,7 +17,7 @@ from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, proc
                         record_audio, scale_model, sender_processes_of, start_cli, unbalanced_notes, wait_until,
                         wav_rms)
 from rnnrbm_studio.live import outputs, ports
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.music.midi_files import read_midi
 from rnnrbm_studio.music.pianoroll import RollSettings
 from rnnrbm_studio.live.player import LivePlayer
@@ -159,7 +159,7 @@ def test_virtual_port_delivers_exactly_the_frames_played(jack_server, watched):
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "scale.pt"
-    save_checkpoint(path, model_payload(scale_model()))
+    save_checkpoint(path, model_checkpoint(scale_model()))
     return path
 
 

@@ -6,6 +6,7 @@ when the scheduler has sent everything due and waits for its next deadline.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import mido
 import numpy as np
@@ -131,7 +132,7 @@ def test_latency_offset_shifts_every_send(session_factory):
     s.player.start()
     deadlines = s.play(3)
     assert deadlines == pytest.approx([start + 0.05 + 0.2 + n for n in range(3)])
-    s.player.set_latency_offset(-0.1)
+    s.player.update(replace(s.player.settings, latency_offset=-0.1))
     s.clock.wait_until_waiting("scheduler", deadline=deadlines[-1] + 1.0 - 0.3)
     assert s.play(1) == pytest.approx([deadlines[-1] + 0.7])
 
@@ -142,7 +143,7 @@ def test_tempo_change_reanchors_from_the_last_frame(session_factory):
     before = s.play(4)
     s.clock.advance_to(before[-1] + 0.1)  # in the middle of a period
     mark = s.clock.serial()
-    s.player.set_tempo(bpm=60, steps_per_beat=2)  # 0.5 s
+    s.player.update(replace(s.player.settings, bpm=60, steps_per_beat=2))  # 0.5 s
     after = s.play(3, newer_than=mark)
     assert after == pytest.approx([before[-1] + 0.5 * n for n in (1, 2, 3)])
     assert s.player.frame_period == 0.5 and s.player.bpm == 60 and s.player.steps_per_beat == 2
@@ -176,16 +177,15 @@ def test_temperature_and_gibbs_steps_apply_from_the_next_frame(session_factory):
     s = session_factory(model, gibbs_steps=5, temperature=1.0, lookahead=4)
     s.player.start()
     s.play(2)
-    s.player.set_temperature(2.0)
-    s.player.set_gibbs_steps(7)
+    s.player.update(replace(s.player.settings, temperature=2.0, gibbs_steps=7))
     s.play(2)
     # the frames queued before the change were dropped: the very next frame was made with the new settings
     assert played_keys(s.frames) == [[5, 50], [5, 50], [7, 45], [7, 45]]
     assert s.player.temperature == 2.0 and s.player.gibbs_steps == 7
     with pytest.raises(ValueError):
-        s.player.set_temperature(0)
+        s.player.update(replace(s.player.settings, temperature=0))
     with pytest.raises(ValueError):
-        s.player.set_gibbs_steps(0)
+        s.player.update(replace(s.player.settings, gibbs_steps=0))
 
 
 def test_changes_leave_the_frames_due_within_the_horizon_alone(session_factory):
@@ -195,7 +195,7 @@ def test_changes_leave_the_frames_due_within_the_horizon_alone(session_factory):
     s.player.start()
     s.play(2)
     s.clock.wait_until_waiting("generator")  # the queue is full: four frames ahead
-    s.player.set_gibbs_steps(7)  # due in 0.05 and 0.10 s: kept; 0.15 and 0.20 s: made again
+    s.player.update(replace(s.player.settings, gibbs_steps=7))  # due in 0.05 and 0.10 s: kept; 0.15 and 0.20 s: made again
     s.play(4)
     assert [keys[0] for keys in played_keys(s.frames)] == [5, 5, 5, 5, 7, 7]
 

@@ -13,7 +13,7 @@ import pytest
 
 from jack_synth import ScriptedModel, heard_roll, scale_model, unbalanced_notes, wait_until
 from rnnrbm_studio.live import outputs, ports
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.live.player import LivePlayer
 from rnnrbm_studio.live.output_port import PortError
@@ -185,7 +185,7 @@ def test_cli_ports_without_midi_system_is_one_line_and_exit_2(no_midi_system, ca
 
 def test_cli_play_without_midi_system_is_one_line_and_exit_2(no_midi_system, capfd, tmp_path):
     model_file = tmp_path / "scale.pt"
-    save_checkpoint(model_file, model_payload(scale_model()))
+    save_checkpoint(model_file, model_checkpoint(scale_model()))
     assert main(["play", str(model_file), "--seconds", "1"]) == 2
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and err.startswith("rnnrbm-studio: error: no MIDI system is available")

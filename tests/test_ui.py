@@ -373,10 +373,10 @@ def test_prime_from_a_file_and_reset(qtbot, window, tmp_path):
     write_corpus(tmp_path / "music", n_files=1, broken=0)
     window.prime_from_file(tmp_path / "music" / "piece0.mid")
     assert "Primed" in window.statusBar().currentMessage()
-    primed_state = window.live.player._played_state.clone()
+    primed_state = window.live.player.rnn_state.clone()
     assert primed_state.abs().sum() > 0
     window.live_panel.reset_button.click()
-    assert window.live.player._played_state.abs().sum() == 0
+    assert window.live.player.rnn_state.abs().sum() == 0
     (tmp_path / "bad.mid").write_bytes(b"not midi")
     window.prime_from_file(tmp_path / "bad.mid")
     assert "Cannot prime" in window.statusBar().currentMessage()

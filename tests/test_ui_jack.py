@@ -1,6 +1,8 @@
 """The window playing on a real synth: a JACK server (dummy driver) and FluidSynth, started by fixtures."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mido
 import pytest
 
@@ -10,7 +12,7 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 from jack_synth import (CHURCH_ORGAN, fluidsynth, jack_server, own_fluidsynth, own_jack_server,  # noqa: E402,F401
                         scale_model, wait_until)
 from rnnrbm_studio.live.jack_watch import SERVER_GONE  # noqa: E402
-from rnnrbm_studio.training.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
 from ui_helpers import assert_no_qt_leaks  # noqa: E402
 
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.jack
 
 def _window(qtbot, tmp_path) -> MainWindow:
     model_file = tmp_path / "scale.pt"
-    save_checkpoint(model_file, model_payload(scale_model()))
+    save_checkpoint(model_file, model_checkpoint(scale_model()))
     QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
     window = MainWindow(QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat), model_file,
                         models_dir=tmp_path / "models")
@@ -35,7 +37,7 @@ def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_s
     window.live_panel.port.setCurrentText("synth:midi_00")
     window.live_panel.bpm.setValue(240)
     window.toggle_play()
-    window.live.player.set_channel(program=CHURCH_ORGAN)  # an organ sustains: a stuck note would show
+    window.live.player.update(replace(window.live.player.settings, program=CHURCH_ORGAN))  # an organ sustains: a stuck note would show
     assert window.live.is_playing()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
     voices = wait_until(fluidsynth.voice_count, 5, what="FluidSynth sounding a voice")

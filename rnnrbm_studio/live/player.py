@@ -64,7 +64,7 @@ class LivePlayer:
         self.on_error = on_error
         self.on_stopped = on_stopped
         self._regenerate_horizon = float(regenerate_horizon)
-        self._updating = threading.RLock()  # one update() at a time, so set_*() never lose one another
+        self._updating = threading.Lock()  # one update() at a time: the port applies them in order
         self._transport = Transport(gil_switch_interval)
         self._lock = self._transport.lock
         self._settings = settings  # under _lock, as the parts' state (see transport.py)
@@ -130,8 +130,6 @@ class LivePlayer:
         with self._lock:
             return self._generator.played_state
 
-    _played_state = rnn_state  # the name tests/test_ui.py knows it by
-
     # ---------------------------------------------------------------------- transport
     def start(self) -> None:
         """Start playing (again): from the current RNN state; the recording continues."""
@@ -178,32 +176,6 @@ class LivePlayer:
             failure = self._output.apply(settings, running)
         if failure:
             self._fail_or_raise(failure)
-
-    def _change(self, **fields) -> None:
-        with self._updating:
-            self.update(replace(self.settings, **fields))
-
-    def set_tempo(self, bpm: float | None = None, steps_per_beat: int | None = None) -> None:
-        self._change(**{k: v for k, v in (("bpm", bpm), ("steps_per_beat", steps_per_beat)) if v is not None})
-
-    def set_temperature(self, temperature: float) -> None:
-        self._change(temperature=temperature)
-
-    def set_gibbs_steps(self, steps: int | None) -> None:
-        """Gibbs steps per frame (None = the model's setting)."""
-        self._change(gibbs_steps=steps)
-
-    def set_latency_offset(self, seconds: float) -> None:
-        self._change(latency_offset=seconds)
-
-    def set_velocity(self, velocity: int) -> None:
-        self._change(velocity=velocity)
-
-    def set_restrike(self, restrike: bool) -> None:
-        self._change(restrike=restrike)
-
-    def set_channel(self, channel: int | None = None, program: int | None = None) -> None:
-        self._change(**{k: v for k, v in (("channel", channel), ("program", program)) if v is not None})
 
     def set_port(self, port):
         """Play on another port from the next frame; the old one gets note-offs and All Notes Off

@@ -204,5 +204,3 @@ def model_checkpoint(model: RnnRbm, roll_settings: RollSettings | None = None, d
     return Checkpoint(model_config=model.config, model_state=model.state_dict(),
                       data=DataSettings(roll_settings or RollSettings(), description))
 
-
-model_payload = model_checkpoint  # the name the live tests and benchmarks import
