@@ -186,14 +186,14 @@ def probe_checkpoints(work: Path, model: Path) -> ProbeClass:
     edits = {
         "no model_state": lambda p: p.pop("model_state"),
         "model_config a string": lambda p: p.__setitem__("model_config", "big"),
-        "text in progress": lambda p: p.__setitem__("progress", "lots"),
+        "text in progress": lambda p: p["training"].__setitem__("progress", "lots"),
         "gibbs_steps 1e9": lambda p: p["model_config"].__setitem__("gibbs_steps", 10**9),
         "n_hidden 0": lambda p: p["model_config"].__setitem__("n_hidden", 0),
         "NaN weights": lambda p: p["model_state"]["W"].fill_(math.nan),
         "Inf weights": lambda p: p["model_state"]["bv"].fill_(math.inf),
         "wrong shape": lambda p: p["model_state"].__setitem__("W", torch.zeros(3, 3)),
-        "roll_settings a list": lambda p: p.__setitem__("roll_settings", [1, 2]),
-        "steps_per_beat 0": lambda p: p.setdefault("roll_settings", {}).__setitem__("steps_per_beat", 0),
+        "roll_settings a list": lambda p: p["data"].__setitem__("roll_settings", [1, 2]),
+        "steps_per_beat 0": lambda p: p["data"]["roll_settings"].__setitem__("steps_per_beat", 0),
         "history of strings": lambda p: p.__setitem__("history", ["x"]),
         "not a dict": None,
     }
@@ -298,6 +298,74 @@ def probe_numbers(work: Path) -> ProbeClass:
     return probes
 
 
+def probe_live(work: Path, model: Path) -> ProbeClass:
+    """`play` (the bundled model) on a real JACK server and FluidSynth: the MIDI system killed, signals to
+    the process group."""
+    import shutil
+
+    probes = ProbeClass("Live: JACK killed mid-play, SIGHUP / SIGTERM to the group")
+    if not (shutil.which("jackd") and shutil.which("fluidsynth")):
+        probes.outcomes.append(("jackd and fluidsynth", Outcome(False, 0.0, "not installed: live probes not run")))
+        return probes
+    sys.path.insert(0, str(REPO / "tests"))
+    from jack_synth import FluidSynth, JackServer
+
+    def play_until_notes(synth, env) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "rnnrbm_studio", "play", "--port", "synth",
+                                    "--bpm", "240"], cwd=work, env=env, text=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while synth.voice_count() == 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)  # polling the synth's voice count; a benchmark, not a test
+        return process
+
+    for case in ("kill jackd", "SIGHUP to the group", "SIGTERM to the group"):
+        server = JackServer(f"rnnrbm-probe-{os.getpid()}", work / "jackd.log")
+        env = {**os.environ, **server.env, "PYTHONPATH": str(REPO)}
+        old_env = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        synth = FluidSynth(server, work)
+        try:
+            server.start()
+            synth.start()
+            process = play_until_notes(synth, env)
+            started = time.monotonic()
+            if case == "kill jackd":
+                server.kill()
+            else:
+                os.killpg(process.pid, signal.SIGHUP if "HUP" in case else signal.SIGTERM)
+            try:
+                _, err = process.communicate(timeout=30)
+                status = process.returncode
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, err = process.communicate()
+                status = None
+            seconds = time.monotonic() - started
+            if case == "kill jackd":
+                outcome = judge((status, "", err, seconds), {2})
+                if seconds > 1.5:
+                    outcome = Outcome(False, seconds, f"noticed after {seconds:.1f} s")
+            else:
+                voices_deadline = time.monotonic() + 10
+                while synth.voice_count() and time.monotonic() < voices_deadline:
+                    time.sleep(0.05)
+                voices = synth.voice_count()
+                outcome = judge((status, "", err, seconds), {129 if "HUP" in case else 143})
+                if voices:
+                    outcome = Outcome(False, seconds, f"{voices} voices still sounding")
+            probes.outcomes.append((case, outcome))
+        finally:
+            synth.stop()
+            server.stop()
+            for key, value in old_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return probes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print README's table only")
@@ -317,7 +385,7 @@ def main() -> int:
         runs = {"code": lambda: probe_code_in_data(work, model), "files": lambda: probe_not_files(work),
                 "big": lambda: probe_too_big(work), "names": lambda: probe_names(work),
                 "checkpoints": lambda: probe_checkpoints(work, model), "outputs": lambda: probe_outputs(work, model),
-                "numbers": lambda: probe_numbers(work)}
+                "numbers": lambda: probe_numbers(work), "live": lambda: probe_live(work, model)}
         for key, run in runs.items():
             if key in skip:
                 continue
