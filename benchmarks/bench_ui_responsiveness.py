@@ -47,12 +47,12 @@ def measure_export(window, app, seconds: float, path: Path) -> tuple[float, int]
     window.live_panel.gibbs_steps.setValue(1000)
     window.stall_monitor.reset()
     started = time.perf_counter()
-    window.export_bars(path, 512)
+    window.playback.export_bars(path, 512)
     print(f"export_bars returned after {time.perf_counter() - started:.3f} s")
     run_loop(app, seconds)
     result = window.stall_monitor.max_stall_ms, window.stall_monitor.samples
-    export = getattr(window, "bars_export", None)  # a window that generates on its own thread has none
-    if export is not None and export.is_running():
+    export = window.playback.bars_export
+    if export.is_running():
         export.cancel()
         while export.is_running():
             run_loop(app, 0.05)
@@ -83,17 +83,17 @@ def main() -> int:
         print(f"loaded {window.corpus.summary()} in {time.perf_counter() - started:.1f} s")
         window.live_panel.bpm.setValue(240)  # 8 steps per second
         results = {}
-        window.toggle_play()
+        window.playback.toggle_play()
         results["playing"] = measure(window, app, args.seconds)
-        window.toggle_play()
+        window.playback.toggle_play()
         window.training_panel.epochs.setValue(1000)
         window.start_training()
         run_loop(app, 1.0)  # past the first batches
         results["training"] = measure(window, app, args.seconds)
-        window.toggle_play()
+        window.playback.toggle_play()
         results["training + playing"] = measure(window, app, args.seconds)
         frames = window.piano_roll.frames_pushed
-        window.toggle_play()
+        window.playback.toggle_play()
         window.stop_training()
         while window.training_running():
             run_loop(app, 0.1)

@@ -117,16 +117,37 @@ def test_a_seconds_grid_model_steps_0_3_s_in_generate_play_and_the_window(qtbot,
     assert window.live_panel.bpm.value() == pytest.approx(200)
     assert window.live_panel.playback_settings().frame_period == pytest.approx(0.3)
     bars = tmp_path / "bars.mid"
-    window.export_bars(bars, 1)  # one bar of four beats: four 0.3 s steps
+    window.playback.export_bars(bars, 1)  # one bar of four beats: four 0.3 s steps
     qtbot.waitUntil(bars.exists, timeout=20_000)
     assert mido.MidiFile(bars).length == pytest.approx(4 * 0.3)
     monkeypatch.setattr(LivePlayer, "start", START)  # the window plays for real, on a fake port
     window.live_panel.port.setCurrentText("Fake Synth")
-    window.toggle_play()
+    window.playback.toggle_play()
     try:
-        assert window.live.player.frame_period == pytest.approx(0.3)
+        assert window.playback.live.player.frame_period == pytest.approx(0.3)
     finally:
-        window.toggle_play()
+        window.playback.toggle_play()
+
+
+def test_export_new_bars_keeps_a_tempo_the_box_can_only_round(qtbot, tmp_path):
+    """0.35 s steps are 171.43 bpm, which the tempo box shows as 171: export plays them at 0.35 s, as Play does."""
+    path = tmp_path / "odd.pt"
+    save_checkpoint(path, model_checkpoint(RnnRbm(RnnRbmConfig(n_hidden=6, n_hidden_recurrent=4, gibbs_steps=2)),
+                                           RollSettings(seconds_per_step=0.35)))
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    QtWidgets.QApplication.instance().setProperty("no_dialogs", True)
+    window = MainWindow(settings, path, port_provider=FakePortProvider(), models_dir=tmp_path / "m")
+    qtbot.addWidget(window)
+    try:
+        assert window.live_panel.bpm.value() == 171
+        assert window.live_panel.playback_settings().frame_period == pytest.approx(0.35)
+        bars = tmp_path / "bars.mid"
+        with qtbot.waitSignal(window.playback.bars_export.exported, timeout=20_000):
+            window.playback.export_bars(bars, 1)
+        assert mido.MidiFile(bars).length == pytest.approx(4 * 0.35)
+    finally:
+        window.close()
+    assert_no_qt_leaks(window)
 
 
 def test_a_primer_primes_generate_play_and_the_window_with_the_same_roll(tmp_path, seconds_model, primer_file,
@@ -139,7 +160,7 @@ def test_a_primer_primes_generate_play_and_the_window_with_the_same_roll(tmp_pat
     assert main(["generate", str(seconds_model), "--out", str(tmp_path / "g.mid"), "--frames", "2",
                  "--primer", str(primer_file)]) == 0
     assert main(["play", str(seconds_model), "--primer", str(primer_file)]) == 0
-    window.prime_from_file(primer_file)
+    window.playback.prime_from_file(primer_file)
     assert "Primed" in window.statusBar().currentMessage()
     assert len(primed_with) == 3
     for roll in primed_with:
@@ -154,5 +175,5 @@ def test_a_bad_primer_is_named_in_every_face(tmp_path, seconds_model, window, ca
         assert main([*command, "--primer", str(bad)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"rnnrbm-studio: error: --primer {bad}: not a readable MIDI file"), err
-    window.prime_from_file(bad)
+    window.playback.prime_from_file(bad)
     assert window.statusBar().currentMessage().startswith(f"Cannot prime: primer {bad}: not a readable MIDI file")

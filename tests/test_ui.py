@@ -78,8 +78,8 @@ def configure_small_training(window, epochs: int = 2):
 
 
 def test_first_launch_loads_the_given_model(window, small_model_file):
-    assert window.model is not None
-    assert window.model_path == small_model_file
+    assert window.model_file.model is not None
+    assert window.model_file.path == small_model_file
     assert "small.pt" in window.model_label.text()
     assert window.live_panel.play_button.isEnabled()  # the fake port is there
 
@@ -139,8 +139,8 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert epochs_seen == [1, 2]
     assert len(window.training_plot.epochs) == 2
     assert window.training_plot.legend_names() == ["training", "validation"]
-    assert window.model_path is not None and window.model_path.parent == tmp_path / "models"
-    assert load_checkpoint(window.model_path).training.progress.epochs_completed == 2
+    assert window.model_file.path is not None and window.model_file.path.parent == tmp_path / "models"
+    assert load_checkpoint(window.model_file.path).training.progress.epochs_completed == 2
     assert window.training_panel.resume_button.isEnabled()
     assert not window.training_panel.stop_button.isEnabled()
 
@@ -154,7 +154,7 @@ def test_the_same_seed_trains_the_same_model_twice(qtbot, window, tmp_path):
         with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
             window.training_panel.train_button.click()
         assert finished.args[0].status == "finished"
-        paths.append(window.model_path)
+        paths.append(window.model_file.path)
     assert paths[0] != paths[1]  # two runs in the same second still get files of their own
     first, second = (load_checkpoint(path).model_state for path in paths)
     assert all(torch.equal(first[name], second[name]) for name in first)
@@ -170,13 +170,13 @@ def test_stop_then_resume_training(qtbot, window, tmp_path):
         window.training_panel.stop_button.click()
     result = finished.args[0]
     assert result.status == "stopped"
-    stopped_at = load_checkpoint(window.model_path).training.progress.epochs_completed
+    stopped_at = load_checkpoint(window.model_file.path).training.progress.epochs_completed
     assert 1 <= stopped_at < 500
     window.training_panel.epochs.setValue(stopped_at + 1)
     with qtbot.waitSignal(window.training_finished, timeout=120_000) as finished:
         window.training_panel.resume_button.click()
     assert finished.args[0].status == "finished"
-    assert load_checkpoint(window.model_path).training.progress.epochs_completed == stopped_at + 1
+    assert load_checkpoint(window.model_file.path).training.progress.epochs_completed == stopped_at + 1
 
 
 def test_closing_mid_training_keeps_the_checkpoint(qtbot, tmp_path, small_model_file):
@@ -202,11 +202,11 @@ def test_closing_mid_training_keeps_the_checkpoint(qtbot, tmp_path, small_model_
 def test_play_streams_frames_to_the_port_and_the_piano_roll(qtbot, window):
     port = window.fake_ports
     window.live_panel.bpm.setValue(400)
-    window.toggle_play()
-    assert window.live.is_playing()
+    window.playback.toggle_play()
+    assert window.playback.live.is_playing()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
-    window.toggle_play()
-    assert not window.live.is_playing()
+    window.playback.toggle_play()
+    assert not window.playback.live.is_playing()
     sent = port.opened[-1].messages
     ons = sum(1 for m in sent if m.type == "note_on" and m.velocity > 0)
     offs = sum(1 for m in sent if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0))
@@ -217,16 +217,16 @@ def test_play_streams_frames_to_the_port_and_the_piano_roll(qtbot, window):
 
 def test_export_session_and_new_bars(qtbot, window, tmp_path):
     window.live_panel.bpm.setValue(400)
-    window.toggle_play()
+    window.playback.toggle_play()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
-    window.toggle_play()
+    window.playback.toggle_play()
     session = tmp_path / "session.mid"
-    assert window.export_session(session)
+    assert window.playback.export_session(session)
     midi = mido.MidiFile(session)
     assert midi.length > 0
     bars = tmp_path / "bars.mid"
-    with qtbot.waitSignal(window.bars_export.exported, timeout=60_000) as exported:
-        assert window.export_bars(bars, 4) is not None  # generates in a worker
+    with qtbot.waitSignal(window.playback.bars_export.exported, timeout=60_000) as exported:
+        assert window.playback.export_bars(bars, 4) is not None  # generates in a worker
     assert exported.args[0] == bars
     midi = mido.MidiFile(bars)
     assert len(midi.tracks) == 1
@@ -246,27 +246,27 @@ def test_exporting_many_bars_keeps_the_window_responsive_and_cancel_writes_nothi
     heartbeat.start(10)
     started = time.monotonic()
     try:
-        handle = window.export_bars(path, 16)
+        handle = window.playback.export_bars(path, 16)
         returned_after = time.monotonic() - started
         assert returned_after < 1.0, f"export_bars held the GUI thread for {returned_after:.1f} s"
         # connected after the start, as safely: what the worker reports reaches us through the event loop
-        window.bars_export.progress.connect(lambda done, total: reports.append((done, total)))
+        window.playback.bars_export.progress.connect(lambda done, total: reports.append((done, total)))
         assert handle is not None and handle.is_running()
-        assert window.bars_export.status.isVisible() and not window.live_panel.export_bars_button.isEnabled()
+        assert window.playback.bars_export.status.isVisible() and not window.live_panel.export_bars_button.isEnabled()
         window.stall_monitor.reset()
         qtbot.waitUntil(lambda: len(ticks) >= 20 and any(done > 0 for done, _ in reports), timeout=30_000)
         assert handle.is_running(), "the export ended before it could be cancelled: make it slower"
         assert window.stall_monitor.max_stall_ms < 1000
-        assert window.bars_export.status.progress.value() > 0
+        assert window.playback.bars_export.status.progress.value() > 0
         assert all(total == 16 * 4 * 2 for _, total in reports)
-        with qtbot.waitSignals([window.bars_export.cancelled, handle.finished], timeout=30_000):
-            window.bars_export.status.cancel_button.click()
+        with qtbot.waitSignals([window.playback.bars_export.cancelled, handle.finished], timeout=30_000):
+            window.playback.bars_export.status.cancel_button.click()
     finally:
         heartbeat.stop()
     assert not path.exists()
     assert list(tmp_path.glob(".long.mid*")) == []  # no half-written temporary file either
     assert not handle.thread_running() and window.workers.handles() == []
-    assert not window.bars_export.status.isVisible() and window.live_panel.export_bars_button.isEnabled()
+    assert not window.playback.bars_export.status.isVisible() and window.live_panel.export_bars_button.isEnabled()
     assert "cancelled" in window.statusBar().currentMessage()
 
 
@@ -275,10 +275,10 @@ def test_export_new_bars_button_writes_exactly_the_bars_asked_for(qtbot, window,
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", staticmethod(lambda *args, **kw: (str(path), "")))
     window.live_panel.bpm.setValue(120)
     window.live_panel.bars.setValue(8)
-    with qtbot.waitSignal(window.bars_export.exported, timeout=60_000):
+    with qtbot.waitSignal(window.playback.bars_export.exported, timeout=60_000):
         window.live_panel.export_bars_button.click()
         assert not window.live_panel.export_bars_button.isEnabled()  # one export at a time
-        assert window.export_bars(tmp_path / "second.mid", 2) is None
+        assert window.playback.export_bars(tmp_path / "second.mid", 2) is None
     qtbot.waitUntil(lambda: window.live_panel.export_bars_button.isEnabled(), timeout=10_000)
     midi = mido.MidiFile(path)
     assert sum(message.time for message in midi.tracks[0]) == 8 * 4 * midi.ticks_per_beat
@@ -289,8 +289,8 @@ def test_export_new_bars_button_writes_exactly_the_bars_asked_for(qtbot, window,
 
 def test_an_export_that_cannot_be_written_says_why(qtbot, window, tmp_path):
     path = tmp_path / "no such folder" / "bars.mid"
-    with qtbot.waitSignal(window.bars_export.failed, timeout=60_000) as failed:
-        window.export_bars(path, 1)
+    with qtbot.waitSignal(window.playback.bars_export.failed, timeout=60_000) as failed:
+        window.playback.export_bars(path, 1)
     assert "Cannot write" in failed.args[0] and "Cannot write" in window.statusBar().currentMessage()
 
 
@@ -331,11 +331,11 @@ def note_balance(messages) -> int:
 def test_space_toggles_play(qtbot, window):
     window.live_panel.bpm.setValue(400)
     window.space_shortcut.activated.emit()  # what pressing Space does (offscreen windows get no key focus)
-    assert window.live.is_playing()
+    assert window.playback.live.is_playing()
     assert window.live_panel.play_button.text() == "Stop"
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 2, timeout=20_000)
     window.space_shortcut.activated.emit()
-    assert not window.live.is_playing()
+    assert not window.playback.live.is_playing()
     assert window.live_panel.play_button.text() == "Play"
     assert window.space_shortcut.key().toString() == "Space"
 
@@ -347,7 +347,7 @@ def test_closing_while_playing_leaves_no_note_sounding(qtbot, tmp_path, small_mo
                       small_model_file, port_provider=provider, models_dir=tmp_path / "m")
     main.show()
     main.live_panel.bpm.setValue(400)
-    main.toggle_play()
+    main.playback.toggle_play()
     qtbot.waitUntil(lambda: main.piano_roll.frames_pushed >= 8, timeout=20_000)
     main.close()
     sent = provider.opened[-1].messages
@@ -360,25 +360,25 @@ def test_closing_while_playing_leaves_no_note_sounding(qtbot, tmp_path, small_mo
 
 def test_panic_silences_all_channels(qtbot, window):
     window.live_panel.bpm.setValue(400)
-    window.toggle_play()
+    window.playback.toggle_play()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 2, timeout=20_000)
     window.live_panel.panic_button.click()
     sent = window.fake_ports.opened[-1].messages
     channels = {m.channel for m in sent if m.type == "control_change" and m.control == 123}
     assert channels == set(range(16))
-    window.toggle_play()
+    window.playback.toggle_play()
 
 
 def test_prime_from_a_file_and_reset(qtbot, window, tmp_path):
     write_corpus(tmp_path / "music", n_files=1, broken=0)
-    window.prime_from_file(tmp_path / "music" / "piece0.mid")
+    window.playback.prime_from_file(tmp_path / "music" / "piece0.mid")
     assert "Primed" in window.statusBar().currentMessage()
-    primed_state = window.live.player.rnn_state.clone()
+    primed_state = window.playback.live.player.rnn_state.clone()
     assert primed_state.abs().sum() > 0
     window.live_panel.reset_button.click()
-    assert window.live.player.rnn_state.abs().sum() == 0
+    assert window.playback.live.player.rnn_state.abs().sum() == 0
     (tmp_path / "bad.mid").write_bytes(b"not midi")
-    window.prime_from_file(tmp_path / "bad.mid")
+    window.playback.prime_from_file(tmp_path / "bad.mid")
     assert "Cannot prime" in window.statusBar().currentMessage()
 
 
@@ -386,10 +386,10 @@ def test_new_and_save_model(qtbot, window, tmp_path):
     window.training_panel.hidden.setValue(12)
     window.training_panel.recurrent.setValue(6)
     window.new_action.trigger()
-    assert window.model.config.n_hidden == 12 and window.model_path is None
+    assert window.model_file.model.config.n_hidden == 12 and window.model_file.path is None
     saved = tmp_path / "saved.pt"
-    window.save_model(saved)
-    assert window.model_path == saved
+    window.model_file.save(saved)
+    assert window.model_file.path == saved
     model, _ = load_model(saved)
     assert model.config.n_hidden == 12 and model.config.n_hidden_recurrent == 6
 
@@ -413,20 +413,20 @@ def test_playback_follows_training(qtbot, window, tmp_path):
     configure_small_training(window, epochs=3)
     window.live_panel.follow_training.setChecked(True)
     window.live_panel.bpm.setValue(400)
-    window.toggle_play()
+    window.playback.toggle_play()
     swapped = []
-    original = window.live.player.swap_weights
+    original = window.playback.live.player.swap_weights
 
     def counting_swap(source):
         swapped.append(source)
         original(source)
 
-    window.live.player.swap_weights = counting_swap
+    window.playback.live.player.swap_weights = counting_swap
     with qtbot.waitSignal(window.training_finished, timeout=120_000):
         window.training_panel.train_button.click()
     assert len(swapped) >= 3  # one per epoch, then the finished model
-    assert window.live.is_playing()  # the music never stopped
-    window.toggle_play()
+    assert window.playback.live.is_playing()  # the music never stopped
+    window.playback.toggle_play()
     assert note_balance(window.fake_ports.opened[-1].messages) <= 0
 
 
@@ -439,7 +439,7 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
         panel.train_button.click()
         assert not panel.recipe.isEnabled()  # fixed while training runs
     assert finished.args[0].status == "finished"
-    checkpoint = load_checkpoint(window.model_path)
+    checkpoint = load_checkpoint(window.model_file.path)
     config = checkpoint.training.train_config
     assert (config.cd_start, config.select_by, config.lr_schedule) == ("persistent", "ll", "cosine")
     assert config.epochs == 1 and config.min_updates == 0  # the user's epochs, not stretched
@@ -483,8 +483,8 @@ def test_the_training_panel_starts_at_the_quality_recipe_within_the_engine_s_ran
 def test_closing_mid_export_cancels_it_and_writes_nothing(qtbot, window, tmp_path):
     window.live_panel.gibbs_steps.setValue(5000)  # slow, as above
     path = tmp_path / "unfinished.mid"
-    handle = window.export_bars(path, 16)
-    with qtbot.waitSignal(window.bars_export.progress, timeout=30_000):
+    handle = window.playback.export_bars(path, 16)
+    with qtbot.waitSignal(window.playback.bars_export.progress, timeout=30_000):
         pass
     window.close()  # cancels the export and waits for its thread
     assert not handle.thread_running() and not handle.is_running()

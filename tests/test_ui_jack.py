@@ -36,18 +36,18 @@ def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_s
     assert "synth:midi_00" in names
     window.live_panel.port.setCurrentText("synth:midi_00")
     window.live_panel.bpm.setValue(240)
-    window.toggle_play()
-    window.live.player.update(replace(window.live.player.settings, program=CHURCH_ORGAN))  # an organ sustains: a stuck note would show
-    assert window.live.is_playing()
+    window.playback.toggle_play()
+    window.playback.live.player.update(replace(window.playback.live.player.settings, program=CHURCH_ORGAN))  # an organ sustains: a stuck note would show
+    assert window.playback.live.is_playing()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
     voices = wait_until(fluidsynth.voice_count, 5, what="FluidSynth sounding a voice")
     assert voices > 0
-    window.toggle_play()
-    assert not window.live.is_playing()
+    window.playback.toggle_play()
+    assert not window.playback.live.is_playing()
     wait_until(lambda: fluidsynth.voice_count() == 0, 5, what="every voice to end after stop")
     assert len(fluidsynth.log_events("noteon")) >= 8
     session = tmp_path / "session.mid"
-    assert window.export_session(session)
+    assert window.playback.export_session(session)
     assert sum(1 for m in mido.MidiFile(session) if m.type == "note_on" and m.velocity > 0) >= 8
     window.close()
     assert_no_qt_leaks(window)
@@ -60,17 +60,17 @@ def test_window_stops_says_so_and_lists_no_port_when_the_jack_server_dies(qtbot,
     assert "synth:midi_00" in [panel.port.itemText(i) for i in range(panel.port.count())]
     panel.port.setCurrentText("synth:midi_00")
     panel.bpm.setValue(400)
-    window.toggle_play()
+    window.playback.toggle_play()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 3, timeout=20_000)
-    assert window.live.is_playing() and panel.play_button.isChecked()
-    with qtbot.waitSignal(window.live.error, timeout=5_000) as error:
+    assert window.playback.live.is_playing() and panel.play_button.isChecked()
+    with qtbot.waitSignal(window.playback.live.error, timeout=5_000) as error:
         own_jack_server.kill()
     assert error.args == [SERVER_GONE]
-    qtbot.waitUntil(lambda: not window.live.is_playing() and not panel.play_button.isChecked(), timeout=5_000)
+    qtbot.waitUntil(lambda: not window.playback.live.is_playing() and not panel.play_button.isChecked(), timeout=5_000)
     assert panel.play_button.text() == "Play"
     assert window.statusBar().currentMessage() == SERVER_GONE
     assert panel.port.count() == 0 and panel.port_help.isVisibleTo(window)  # refreshed: no MIDI system now
     assert not panel.play_button.isEnabled()
-    assert window.live.port is None  # closed: its sender process has exited
+    assert window.playback.live.port is None  # closed: its sender process has exited
     window.close()
     assert_no_qt_leaks(window)

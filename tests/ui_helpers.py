@@ -53,5 +53,5 @@ def assert_no_qt_leaks(window) -> None:
     unfinished = [handle.name for handle in window.workers.handles() if handle.thread_running()]
     assert not unfinished, f"worker threads still running after close: {unfinished}"
     assert not window.workers.running(), "a job of the window's registry is still running after close"
-    player = window.live.player
+    player = window.playback.live.player
     assert player is None or player.state == "stopped", "the player is still playing after close"

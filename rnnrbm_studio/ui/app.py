@@ -71,10 +71,10 @@ def _screenshot(app, model_path: str | None, out: Path) -> int:
                             models_dir=Path(scratch) / "models")
         window.resize(1400, 860)
         window.show()
-        if window.model is None:
+        if window.model_file.model is None:
             raise StudioError("no model to show: the bundled default model is missing; pass --model MODEL")
         window.live_panel.bpm.setValue(300)
-        window.toggle_play()
+        window.playback.toggle_play()
         loop = QtCore.QEventLoop()
         QtCore.QTimer.singleShot(SCREENSHOT_PLAY_MS, loop.quit)
         loop.exec()

@@ -1,45 +1,35 @@
 """The main window: the music, training and live panels over the scrolling piano-roll.
 
-The window owns the current model and holds no model or MIDI logic of its own. Its background jobs
-run in workers of one WorkerRegistry (ui/workers.py), cancelled and awaited on close: loading music
-(ui/corpus_controller.py), training (ui/training_controller.py) and Export new bars
-(ui/export_controller.py). Display work happens on one timer at display rate.
+The window lays them out and decides what follows what; it holds no model or MIDI logic of its own.
+Each side has its controller: the open model and its file (ui/model_file.py), loading music
+(ui/corpus_controller.py), training (ui/training_controller.py) and live playback with its exports
+(ui/playback_section.py). Background jobs run in workers of one WorkerRegistry (ui/workers.py),
+cancelled and awaited on close.
 """
 from __future__ import annotations
 
 import datetime
 import functools
 import logging
-import shutil
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..assets import default_model_path, resource_path
-from ..training.checkpoint import (CheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
-                                   roll_settings_of)
-from ..training.checkpoint_types import Checkpoint
-from ..training.checkpoint import save_checkpoint
 from ..music.corpus import Corpus
-from ..errors import StudioError
-from ..model import RnnRbm
-from ..music.midi_files import MidiReadError
-from ..music.pianoroll import playback_grid
-from ..music.primer import read_primer
 from ..training.trainer import Trainer, TrainResult, build_model
-from .live_controller import LiveController, PortProvider
+from .corpus_controller import CorpusController
+from .live_controller import PortProvider
+from .model_file import ModelFile
 from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
 from .piano_roll import PianoRollView
-from .settings import restore_widgets, save_widgets
+from .playback_section import PlaybackSection
+from .settings import restore_window, save_window
 from .stall_monitor import StallMonitor
-from .corpus_controller import CorpusController
-from .export_controller import BarsExport
 from .training_controller import TrainingController
 from .workers import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
-
-DISPLAY_INTERVAL_MS = 33  # ~30 redraws per second, whatever the playing or training rate
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -53,9 +43,6 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.settings = settings
         self.models_dir = Path(models_dir) if models_dir else default_models_dir()
-        self.model: RnnRbm | None = None
-        self.model_path: Path | None = None
-        self.checkpoint: Checkpoint | None = None  # the open model's file, as read (or as it would be saved)
         self.workers = WorkerRegistry(self)  # every background job: cancelled and awaited on close
         self._train_after_load = False
 
@@ -65,19 +52,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.setWindowIcon(QtGui.QIcon(str(icon)))
         self.setAcceptDrops(True)
         self._build_widgets()
-        self._build_menus()
-        self.live = LiveController(port_provider, parent=self)
-        self.bars_export = BarsExport(self.workers, self.statusBar(), self)  # Export new bars, in a worker
+        self.model_file = ModelFile(self.models_dir, self)
+        self.playback = PlaybackSection(self.live_panel, self.piano_roll, self.workers, settings, self, port_provider)
         self.training_side = TrainingController(self.training_panel, self.training_plot, self.workers, self)
+        self._build_menus()
         self._connect()
-        self.display_timer = QtCore.QTimer(self)
-        self.display_timer.setInterval(DISPLAY_INTERVAL_MS)
-        self.display_timer.timeout.connect(self._on_display_tick)
-        self.display_timer.start()
         self.stall_monitor = StallMonitor(self)
-        self._restore_settings()
-        self.refresh_ports()
-        self.open_model(model_path or default_model_path(), quiet=model_path is None)
+        restore_window(settings, self, self.live_panel, self.training_panel)
+        self.playback.refresh_ports()
+        self.model_file.open(model_path or default_model_path(), quiet=model_path is None)
 
     # ------------------------------------------------------------------------------ layout
     def _build_widgets(self) -> None:
@@ -123,71 +106,41 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self.new_action = file_menu.addAction("&New model", self.new_model, QtGui.QKeySequence.StandardKey.New)
-        self.open_action = file_menu.addAction("&Open model…", self._open_model_dialog,
+        self.open_action = file_menu.addAction("&Open model…", self.model_file.open_dialog,
                                                QtGui.QKeySequence.StandardKey.Open)
-        self.save_action = file_menu.addAction("&Save model as…", self._save_model_dialog,
+        self.save_action = file_menu.addAction("&Save model as…", self.model_file.save_dialog,
                                                QtGui.QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
         file_menu.addAction("Open MIDI &folder…", self.corpus_panel._browse)
-        file_menu.addAction("&Export session…", self._export_session_dialog)
+        file_menu.addAction("&Export session…", self.playback.export_session_dialog)
         file_menu.addSeparator()
         file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
         self.space_shortcut = self.live_panel.install_shortcut(self)
 
     def _connect(self) -> None:
+        self.model_file.changed.connect(self._model_changed)
+        self.model_file.failed.connect(self._error)
         self.corpus_side.loaded.connect(self._corpus_loaded)
         self.corpus_side.failed.connect(self._corpus_not_loaded)
         self.corpus_side.cancelled.connect(self._corpus_not_loaded)
-        self.bars_export.failed.connect(self._error)
+        self.playback.failed.connect(self._error)
         self.training_side.epoch_finished.connect(self.epoch_finished)
-        self.training_side.weights.connect(self._follow_training)
+        self.training_side.weights.connect(self.playback.follow_training)
         self.training_side.trained.connect(self._training_done)
         self.training_side.failed.connect(self._error)
         self.training_side.ended.connect(self._update_training_buttons)
-        self.bars_export.running_changed.connect(
-            lambda running: self.live_panel.export_bars_button.setEnabled(not running))
         self.training_panel.train_requested.connect(self.start_training)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.resume_requested.connect(self.resume_training)
         self.training_panel.steps_per_beat.valueChanged.connect(self._grid_changed)
-        live, panel = self.live, self.live_panel
-        panel.play_toggled.connect(self.toggle_play)
-        panel.refresh_ports_requested.connect(self.refresh_ports)
-        panel.port_chosen.connect(self._port_chosen)
-        panel.reset_requested.connect(live.reset_state)
-        panel.prime_requested.connect(self._prime_dialog)
-        panel.panic_requested.connect(live.panic)
-        panel.export_session_requested.connect(self._export_session_dialog)
-        panel.export_bars_requested.connect(self._export_bars_dialog)
-        panel.settings_changed.connect(self._playback_settings_changed)
-        live.playing_changed.connect(panel.set_playing)
-        live.error.connect(self._live_error)
 
     # ------------------------------------------------------------------------------ model
-    def open_model(self, path: str | Path, quiet: bool = False) -> bool:
-        try:
-            checkpoint = load_checkpoint(path)
-            model = model_from_checkpoint(checkpoint)
-        except CheckpointError as error:
-            if not quiet:
-                self._error(str(error))
-            else:
-                self.statusBar().showMessage(f"No model loaded: {error}")
-            return False
-        self._set_model(model, Path(path), checkpoint)
-        self.statusBar().showMessage(f"Opened {path}", 5000)
-        return True
-
     def new_model(self) -> None:
-        model = RnnRbm(self.training_panel.configs()[0])
-        self._set_model(model, None, model_checkpoint(model, self.training_panel.roll_settings()))
-        self.statusBar().showMessage("New untrained model: load music and click Train", 5000)
+        self.model_file.new(self.training_panel.configs()[0], self.training_panel.roll_settings())
 
-    def _set_model(self, model: RnnRbm, path: Path | None, checkpoint: Checkpoint) -> None:
-        self.model, self.model_path, self.checkpoint = model, path, checkpoint
-        self.live_panel.set_model_grid(checkpoint.data.roll_settings)  # a seconds grid brings its own tempo
-        self.live.set_model(model, checkpoint.data.roll_settings)
-        self.live_panel.gibbs_steps.setValue(model.config.gibbs_steps)  # each model says how it mixes
+    def _model_changed(self) -> None:
+        model, path, checkpoint = self.model_file.model, self.model_file.path, self.model_file.checkpoint
+        self.playback.set_model(model, checkpoint.data.roll_settings)
         self.training_plot.set_history(checkpoint.history)
         config = model.config
         name = path.name if path else "untrained"
@@ -197,32 +150,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.training_panel.checkpoint_label.setText(f"Model file: {path}" if path else "Model not saved yet")
         self._update_training_buttons()
         self.model_changed.emit()
-
-    def _open_model_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open model", str(self.models_dir),
-                                                        "RNN-RBM models (*.pt);;All files (*)")
-        if path:
-            self.open_model(path)
-
-    def _save_model_dialog(self) -> None:
-        if self.model is None:
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save model as", str(self.models_dir / "model.pt"),
-                                                        "RNN-RBM models (*.pt)")
-        if path:
-            self.save_model(path)
-
-    def save_model(self, path: str | Path) -> None:
-        path = Path(path)
-        try:
-            if self.model_path and self.model_path.exists() and self.model_path.resolve() != path.resolve():
-                shutil.copyfile(self.model_path, path)
-            elif not self.model_path:
-                save_checkpoint(path, model_checkpoint(self.model, roll_settings_of(self.checkpoint)))
-        except OSError as error:
-            self._error(f"Cannot save {path}: {error.strerror or error}")
-            return
-        self.open_model(path)
 
     # ----------------------------------------------------------------------------- corpus
     @property
@@ -287,10 +214,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def resume_training(self) -> None:
         if self.training_running() or self.corpus is None or not self._can_resume():
             return
-        epochs = max(self.training_panel.epochs.value(), self.checkpoint.training.progress.epochs_completed + 1)
+        epochs = max(self.training_panel.epochs.value(),
+                     self.model_file.checkpoint.training.progress.epochs_completed + 1)
         self._start_training_job(functools.partial(
-            Trainer.resume, self.model_path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
-            epochs=epochs, data_description=self.corpus.source), self.model_path)
+            Trainer.resume, self.model_file.path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
+            epochs=epochs, data_description=self.corpus.source), self.model_file.path)
 
     @property
     def training(self) -> WorkerHandle | None:
@@ -306,110 +234,21 @@ class MainWindow(QtWidgets.QMainWindow):
     def training_running(self) -> bool:
         return self.training_side.is_running()
 
-    def _follow_training(self, model: RnnRbm) -> None:
-        if self.live_panel.follow_training.isChecked():
-            self.live.follow_weights(model)
-
     def _training_done(self, result: TrainResult) -> None:
         if self.training_side.path.exists():
-            self.open_model(self.training_side.path)
+            self.model_file.open(self.training_side.path)
         self.training_finished.emit(result)
 
     def _can_resume(self) -> bool:
-        training = self.checkpoint.training if self.checkpoint else None
-        if not (self.model_path and training and training.optimizer_state is not None):
+        checkpoint = self.model_file.checkpoint
+        training = checkpoint.training if checkpoint else None
+        if not (self.model_file.path and training and training.optimizer_state is not None):
             return False
         return bool(training.progress.epochs_completed or training.epoch_in_progress)
 
     def _update_training_buttons(self) -> None:
         self.training_panel.set_state(running=self.training_running(), can_train=self.corpus is not None,
                                       can_resume=self._can_resume())
-
-    # ------------------------------------------------------------------------------- live
-    def refresh_ports(self) -> None:
-        names = self.live.port_names()
-        current = self.settings.value("port", "") or (names[0] if names else None)
-        self.live_panel.set_ports(names, current, self.live.no_port_help())
-
-    def _port_chosen(self, name: str) -> None:
-        self.settings.setValue("port", name)
-        if self.live.is_playing():
-            self.live.change_port(name)
-
-    def toggle_play(self) -> None:
-        if self.live.is_playing():
-            self.live.stop()
-            return
-        name = self.live_panel.port.currentText()
-        if not name:
-            self._error(self.live.no_port_help())
-            self.live_panel.set_playing(False)
-            return
-        self.settings.setValue("port", name)
-        self._playback_settings_changed()
-        self.live.start(name)
-
-    def _playback_settings_changed(self) -> None:
-        self.live.update(self.live_panel.playback_settings())
-        self.piano_roll.set_seconds_per_frame(self.live.seconds_per_step())
-
-    def _live_error(self, message: str) -> None:
-        # the player has stopped itself; most often its port or the whole MIDI system went away, so
-        # the list shows what is there now (nothing, and how to get an output, if JACK stopped)
-        self.refresh_ports()
-        self._error(message)  # the status bar, and a message box
-
-    def _on_display_tick(self) -> None:
-        for keys, onsets in self.live.drain_frames():
-            self.piano_roll.push(keys, onsets)
-        self.piano_roll.refresh()
-
-    def _prime_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Prime from a MIDI file", "",
-                                                        "MIDI files (*.mid *.midi *.MID);;All files (*)")
-        if path:
-            self.prime_from_file(path)
-
-    def prime_from_file(self, path: str | Path) -> None:
-        try:
-            roll = read_primer(path, roll_settings_of(self.checkpoint))
-        except MidiReadError as error:
-            self._error(f"Cannot prime: {error}")  # names the file
-            return
-        self.live.prime(roll)
-        self.statusBar().showMessage(f"Primed with {Path(path).name} ({len(roll)} steps)", 5000)
-
-    def _export_session_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export the session", "session.mid",
-                                                        "MIDI files (*.mid)")
-        if path:
-            self.export_session(path)
-
-    def export_session(self, path: str | Path) -> bool:
-        try:
-            frames = self.live.export_session(path)
-        except (StudioError, OSError, ValueError) as error:
-            self._error(f"Cannot export: {error}")
-            return False
-        self.statusBar().showMessage(f"Saved {frames} steps to {path}", 5000)
-        return True
-
-    def _export_bars_dialog(self, bars: int) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export new bars", f"generated-{bars}-bars.mid",
-                                                        "MIDI files (*.mid)")
-        if path:
-            self.export_bars(path, bars)
-
-    def export_bars(self, path: str | Path, bars: int) -> WorkerHandle | None:
-        """Start generating `bars` new bars into `path` in a worker (progress and Cancel in the status
-        bar); the file is written when all are there. None if there is no model or an export runs."""
-        if self.model is None or self.bars_export.is_running():
-            return None
-        _, steps_per_beat = playback_grid(roll_settings_of(self.checkpoint))
-        frames = bars * 4 * steps_per_beat
-        return self.bars_export.start(self.model, path, bars, frames, bpm=self.live_panel.bpm.value(),
-                                      steps_per_beat=steps_per_beat, gibbs_steps=self.live_panel.gibbs_steps.value(),
-                                      inverse_temperature=1.0 / self.live_panel.temperature.value())
 
     # ---------------------------------------------------------------------- drag and drop
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
@@ -423,35 +262,13 @@ class MainWindow(QtWidgets.QMainWindow):
                 event.acceptProposedAction()
                 return
 
-    # -------------------------------------------------------------------- settings, close
-    def _restore_settings(self) -> None:
-        geometry = self.settings.value("geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        restore_widgets(self.settings, self._persisted_widgets())
-
-    def _save_settings(self) -> None:
-        self.settings.setValue("geometry", self.saveGeometry())
-        save_widgets(self.settings, self._persisted_widgets())
-        self.settings.sync()
-
-    def _persisted_widgets(self) -> dict[str, QtWidgets.QWidget]:
-        live, training = self.live_panel, self.training_panel
-        return {"bpm": live.bpm, "temperature": live.temperature,
-                "follow_training": live.follow_training, "training/hidden": training.hidden,
-                "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
-                "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
-                "training/steps_per_beat": training.steps_per_beat,
-                "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer,
-                "training/recipe": training.recipe, "training/key_shift": training.key_shift}
-
+    # ------------------------------------------------------------------------------ close
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""
-        self.display_timer.stop()
         self.stall_monitor.stop()
-        self.live.shutdown()
+        self.playback.shutdown()
         self.workers.shutdown()  # cancels every job (training keeps its checkpoint) and waits, bounded
-        self._save_settings()
+        save_window(self.settings, self, self.live_panel, self.training_panel)
         self.statusBar().clearMessage()  # also stops the status bar's message timer
         super().closeEvent(event)
 

@@ -1,14 +1,42 @@
-"""Saving and restoring the values of input widgets in QSettings (spin boxes, check boxes, combos)."""
+"""The window's own choices in QSettings: its geometry and the values of the panels' input widgets
+(spin boxes, check boxes, combos), saved on close and restored on start."""
 from __future__ import annotations
 
 import logging
 
 from PySide6 import QtCore, QtWidgets
 
+from .panels import LivePanel, TrainingPanel
+
 log = logging.getLogger(__name__)
 
 
-def save_widgets(settings: QtCore.QSettings, widgets: dict[str, QtWidgets.QWidget]) -> None:
+def restore_window(settings: QtCore.QSettings, window: QtWidgets.QWidget, live: LivePanel,
+                   training: TrainingPanel) -> None:
+    geometry = settings.value("geometry")
+    if geometry is not None:
+        window.restoreGeometry(geometry)
+    _restore_widgets(settings, _persisted_widgets(live, training))
+
+
+def save_window(settings: QtCore.QSettings, window: QtWidgets.QWidget, live: LivePanel,
+                training: TrainingPanel) -> None:
+    settings.setValue("geometry", window.saveGeometry())
+    _save_widgets(settings, _persisted_widgets(live, training))
+    settings.sync()
+
+
+def _persisted_widgets(live: LivePanel, training: TrainingPanel) -> dict[str, QtWidgets.QWidget]:
+    return {"bpm": live.bpm, "temperature": live.temperature,
+            "follow_training": live.follow_training, "training/hidden": training.hidden,
+            "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
+            "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,
+            "training/steps_per_beat": training.steps_per_beat,
+            "training/learning_rate": training.learning_rate, "training/optimizer": training.optimizer,
+            "training/recipe": training.recipe, "training/key_shift": training.key_shift}
+
+
+def _save_widgets(settings: QtCore.QSettings, widgets: dict[str, QtWidgets.QWidget]) -> None:
     for key, widget in widgets.items():
         if isinstance(widget, QtWidgets.QAbstractButton):
             settings.setValue(key, widget.isChecked())
@@ -18,7 +46,7 @@ def save_widgets(settings: QtCore.QSettings, widgets: dict[str, QtWidgets.QWidge
             settings.setValue(key, widget.value())
 
 
-def restore_widgets(settings: QtCore.QSettings, widgets: dict[str, QtWidgets.QWidget]) -> None:
+def _restore_widgets(settings: QtCore.QSettings, widgets: dict[str, QtWidgets.QWidget]) -> None:
     for key, widget in widgets.items():
         value = settings.value(key)
         if value is None:
