@@ -195,7 +195,8 @@ def test_changes_leave_the_frames_due_within_the_horizon_alone(session_factory):
     s.player.start()
     s.play(2)
     s.clock.wait_until_waiting("generator")  # the queue is full: four frames ahead
-    s.player.update(replace(s.player.settings, gibbs_steps=7))  # due in 0.05 and 0.10 s: kept; 0.15 and 0.20 s: made again
+    # due in 0.05 and 0.10 s: kept; 0.15 and 0.20 s: made again
+    s.player.update(replace(s.player.settings, gibbs_steps=7))
     s.play(4)
     assert [keys[0] for keys in played_keys(s.frames)] == [5, 5, 5, 5, 7, 7]
 

@@ -37,7 +37,8 @@ def test_window_plays_on_fluidsynth_and_leaves_no_voice_after_stop(qtbot, jack_s
     window.live_panel.port.setCurrentText("synth:midi_00")
     window.live_panel.bpm.setValue(240)
     window.playback.toggle_play()
-    window.playback.live.player.update(replace(window.playback.live.player.settings, program=CHURCH_ORGAN))  # an organ sustains: a stuck note would show
+    player = window.playback.live.player
+    player.update(replace(player.settings, program=CHURCH_ORGAN))  # an organ sustains: a stuck note would show
     assert window.playback.live.is_playing()
     qtbot.waitUntil(lambda: window.piano_roll.frames_pushed >= 8, timeout=20_000)
     voices = wait_until(fluidsynth.voice_count, 5, what="FluidSynth sounding a voice")

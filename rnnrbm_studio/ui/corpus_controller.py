@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from ..music.corpus import Corpus
 from ..music.pianoroll import RollSettings
 from .jobs import load_corpus_job
-from .panels import CorpusPanel
+from .panels.corpus import CorpusPanel
 from .piano_roll import PianoRollView
 from .workers import WorkerHandle, WorkerRegistry
 

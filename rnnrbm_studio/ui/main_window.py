@@ -21,7 +21,10 @@ from ..training.trainer import Trainer, TrainResult, build_model
 from .corpus_controller import CorpusController
 from .live_controller import PortProvider
 from .model_file import ModelFile
-from .panels import CorpusPanel, LivePanel, TrainingPanel, TrainingPlot
+from .panels.corpus import CorpusPanel
+from .panels.live import LivePanel
+from .panels.training import TrainingPanel
+from .panels.training_plot import TrainingPlot
 from .piano_roll import PianoRollView
 from .playback_section import PlaybackSection
 from .settings import restore_window, save_window
@@ -217,8 +220,8 @@ class MainWindow(QtWidgets.QMainWindow):
         epochs = max(self.training_panel.epochs.value(),
                      self.model_file.checkpoint.training.progress.epochs_completed + 1)
         self._start_training_job(functools.partial(
-            Trainer.resume, self.model_file.path, [p.roll for p in self.corpus.train], [p.roll for p in self.corpus.valid],
-            epochs=epochs, data_description=self.corpus.source), self.model_file.path)
+            Trainer.resume, self.model_file.path, [p.roll for p in self.corpus.train],
+            [p.roll for p in self.corpus.valid], epochs=epochs, data_description=self.corpus.source), self.model_file.path)
 
     @property
     def training(self) -> WorkerHandle | None:

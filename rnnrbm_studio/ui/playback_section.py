@@ -18,7 +18,7 @@ from ..music.pianoroll import RollSettings
 from ..music.primer import read_primer
 from .export_controller import BarsExport
 from .live_controller import LiveController, PortProvider
-from .panels import LivePanel
+from .panels.live import LivePanel
 from .piano_roll import PianoRollView
 from .workers import WorkerHandle, WorkerRegistry
 

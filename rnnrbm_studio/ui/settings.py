@@ -6,7 +6,8 @@ import logging
 
 from PySide6 import QtCore, QtWidgets
 
-from .panels import LivePanel, TrainingPanel
+from .panels.live import LivePanel
+from .panels.training import TrainingPanel
 
 log = logging.getLogger(__name__)
 

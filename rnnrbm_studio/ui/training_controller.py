@@ -14,7 +14,8 @@ from PySide6 import QtCore
 
 from ..training.trainer import Trainer, TrainResult
 from .jobs import TrainingReport, train_job
-from .panels import TrainingPanel, TrainingPlot
+from .panels.training import TrainingPanel
+from .panels.training_plot import TrainingPlot
 from .workers import WorkerHandle, WorkerRegistry
 
 

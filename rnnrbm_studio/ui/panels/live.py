@@ -1,0 +1,131 @@
+"""The *Play live* panel: the output port, Play / Stop, how it plays, priming and the exports."""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ...live.settings import PlaybackSettings
+from ...model import RnnRbmConfig
+from ...music.pianoroll import RollSettings, own_tempo
+from .boxes import double_spin_box, spin_box
+
+
+class LivePanel(QtWidgets.QGroupBox):
+    """Output port, Play / Stop, tempo, sampling, and the session's export."""
+
+    play_toggled = QtCore.Signal()
+    settings_changed = QtCore.Signal()  # tempo, Gibbs steps or temperature: see playback_settings()
+    refresh_ports_requested = QtCore.Signal()
+    port_chosen = QtCore.Signal(str)
+    reset_requested = QtCore.Signal()
+    prime_requested = QtCore.Signal()
+    panic_requested = QtCore.Signal()
+    export_session_requested = QtCore.Signal()
+    export_bars_requested = QtCore.Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__("3 · Play live", parent)
+        self.port = QtWidgets.QComboBox()
+        self.port.setToolTip("The MIDI output the music is sent to: your synth, or the virtual port "
+                             "'RNN-RBM Studio' that other programs can connect to.")
+        self.port.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.refresh_button = QtWidgets.QPushButton("Refresh")
+        self.refresh_button.setToolTip("Look for MIDI outputs again (e.g. after starting a synth)")
+        self.port_help = QtWidgets.QLabel("")
+        self.port_help.setWordWrap(True)
+        self.port_help.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.port_help.setVisible(False)
+        self.play_button = QtWidgets.QPushButton("Play")
+        self.play_button.setToolTip("Start or stop improvising on the chosen output (Space)")
+        self.play_button.setCheckable(True)
+        self.bpm = double_spin_box(20, 400, 120, 0, "Tempo in beats per minute", 5)
+        # up to 5,000: a sharp model needs ~1,000 (the bundled one: resources/default_model.md)
+        self.gibbs_steps = spin_box(1, 5000, RnnRbmConfig().gibbs_steps, "Gibbs steps per generated step: fewer "
+                                    "is looser, more is closer to the model (the tutorial used 25; each model "
+                                    "brings its own setting, the bundled one 1,000).")
+        self.temperature = double_spin_box(0.2, 3.0, 1.0, 2, "Sampling temperature: below 1 plays safer, "
+                                           "sparser music; above 1 more adventurous.", 0.05)
+        self.follow_training = QtWidgets.QCheckBox("Follow training")
+        self.follow_training.setToolTip("While training runs, play with the newest weights after each epoch")
+        self.follow_training.setChecked(True)
+        self.reset_button = QtWidgets.QPushButton("Reset")
+        self.reset_button.setToolTip("Forget the music so far: start the model's memory afresh")
+        self.prime_button = QtWidgets.QPushButton("Prime…")
+        self.prime_button.setToolTip("Let the model listen to a MIDI file first, then continue it")
+        self.panic_button = QtWidgets.QPushButton("Panic")
+        self.panic_button.setToolTip("Silence every note on every channel of the output")
+        self.export_session_button = QtWidgets.QPushButton("Export session…")
+        self.export_session_button.setToolTip("Save everything played so far as a .mid file, exactly as heard")
+        self.bars = spin_box(1, 512, 16, "Bars (of 4 beats) to generate into a new .mid file")
+        self.export_bars_button = QtWidgets.QPushButton("Export new bars…")
+        self.export_bars_button.setToolTip("Generate a fresh piece of this many bars and save it as .mid")
+        self._grid = RollSettings()  # the playing model's time grid (set_model_grid)
+
+        port_row = QtWidgets.QHBoxLayout()
+        port_row.addWidget(self.port, 1)
+        port_row.addWidget(self.refresh_button)
+        form = QtWidgets.QFormLayout()
+        form.addRow("Tempo (BPM)", self.bpm)
+        form.addRow("Gibbs steps", self.gibbs_steps)
+        form.addRow("Temperature", self.temperature)
+        actions = QtWidgets.QHBoxLayout()
+        for button in (self.reset_button, self.prime_button, self.panic_button):
+            actions.addWidget(button)
+        export_row = QtWidgets.QHBoxLayout()
+        export_row.addWidget(self.export_session_button)
+        export_row.addWidget(self.bars)
+        export_row.addWidget(self.export_bars_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(port_row)
+        layout.addWidget(self.port_help)
+        layout.addWidget(self.play_button)
+        layout.addLayout(form)
+        layout.addWidget(self.follow_training)
+        layout.addLayout(actions)
+        layout.addLayout(export_row)
+
+        self.play_button.clicked.connect(self.play_toggled)
+        self.refresh_button.clicked.connect(self.refresh_ports_requested)
+        self.port.activated.connect(lambda index: self.port_chosen.emit(self.port.itemText(index)))
+        self.reset_button.clicked.connect(self.reset_requested)
+        self.prime_button.clicked.connect(self.prime_requested)
+        self.panic_button.clicked.connect(self.panic_requested)
+        self.export_session_button.clicked.connect(self.export_session_requested)
+        self.export_bars_button.clicked.connect(lambda: self.export_bars_requested.emit(self.bars.value()))
+        for box in (self.bpm, self.gibbs_steps, self.temperature):
+            box.valueChanged.connect(self.settings_changed)
+
+    def set_model_grid(self, grid: RollSettings) -> None:
+        """The time grid of the model to play; one with a tempo of its own (a seconds grid) shows it."""
+        self._grid = grid
+        tempo = own_tempo(grid)
+        if tempo is not None:
+            self.bpm.setValue(tempo)
+
+    def playback_settings(self) -> PlaybackSettings:
+        """What the boxes say, on the model's time grid."""
+        bpm, tempo = self.bpm.value(), own_tempo(self._grid)
+        if tempo is not None and round(tempo, self.bpm.decimals()) == bpm:
+            bpm = tempo  # the box shows the model's own tempo rounded: play it exactly
+        return PlaybackSettings.for_model(self._grid, bpm=bpm, gibbs_steps=self.gibbs_steps.value(),
+                                          temperature=self.temperature.value())
+
+    def set_ports(self, names: list[str], current: str | None, help_text: str) -> None:
+        self.port.blockSignals(True)
+        self.port.clear()
+        self.port.addItems(names)
+        if current in names:
+            self.port.setCurrentText(current)
+        self.port.blockSignals(False)
+        self.port_help.setText(help_text)
+        self.port_help.setVisible(not names)
+        self.play_button.setEnabled(bool(names))
+
+    def set_playing(self, playing: bool) -> None:
+        self.play_button.setChecked(playing)
+        self.play_button.setText("Stop" if playing else "Play")
+
+    def install_shortcut(self, window: QtWidgets.QWidget) -> QtGui.QShortcut:
+        shortcut = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space), window)
+        shortcut.setContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(lambda: self.play_button.isEnabled() and self.play_toggled.emit())
+        return shortcut
