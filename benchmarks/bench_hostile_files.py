@@ -31,9 +31,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # midi_fixtures: the tests' own hand-made MIDI helpers
 
 from rnnrbm_studio.music.midi_scan import MAX_EVENTS, MAX_SYSEX_BYTES  # noqa: E402
 from rnnrbm_studio.music.midi_files import MAX_FILE_BYTES  # noqa: E402
+from midi_fixtures import vlq  # noqa: E402
 
 BOUND_SECONDS = 5.0
 BOUND_MB = 500.0
@@ -60,15 +62,6 @@ print(json.dumps({{"outcome": outcome, "seconds": seconds}}))
 
 
 # ------------------------------------------------------------------------------ file makers
-def vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
 END = vlq(0) + b"\xff\x2f\x00"
 
 

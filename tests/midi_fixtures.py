@@ -119,3 +119,13 @@ def scale_in_d_major(ticks_per_step: int = 240, octave_start: int = 62) -> list[
             notes.append((octave_start - 12 + interval, t + k * 4 * ticks_per_step,
                           t + (k + 1) * 4 * ticks_per_step))
     return notes
+
+
+def vlq(value: int) -> bytes:
+    """A MIDI variable-length quantity (7 bits a byte, high bit = more follow), for hand-made files."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))

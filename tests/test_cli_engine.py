@@ -198,9 +198,10 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a model")
     cases = {
-        "no such path": (["train", tmp_path / "nowhere", "--out", tmp_path / "m.pt"], "no such file or folder"),
-        "empty folder": (["train", empty, "--out", tmp_path / "m.pt"], "no MIDI files"),
-        "no readable MIDI": (["train", broken, "--out", tmp_path / "m.pt"], "no readable MIDI"),
+        # each its own --out: they run at once, and one model file has one writer at a time
+        "no such path": (["train", tmp_path / "nowhere", "--out", tmp_path / "m1.pt"], "no such file or folder"),
+        "empty folder": (["train", empty, "--out", tmp_path / "m2.pt"], "no MIDI files"),
+        "no readable MIDI": (["train", broken, "--out", tmp_path / "m3.pt"], "no readable MIDI"),
         "corrupt checkpoint": (["generate", corrupt, "--out", tmp_path / "g.mid"],
                                "is not a readable RNN-RBM Studio model"),
     }
@@ -216,7 +217,7 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path):
                 or expected not in lines[0] or "Traceback" in stdout + stderr):
             failures.append(f"{name}: exit {process.returncode}, stderr {stderr!r}, stdout {stdout!r}")
     assert not failures, "\n".join(failures)
-    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "g.mid").exists()
+    assert not any((tmp_path / f"m{i}.pt").exists() for i in (1, 2, 3)) and not (tmp_path / "g.mid").exists()
 
 
 def test_more_user_errors_in_process(tmp_path, capsys):

@@ -35,7 +35,7 @@ from rnnrbm_studio.music.pianoroll import RollSettings, notes_to_roll
 from rnnrbm_studio.music.safe_files import display_name
 from rnnrbm_studio.music.safe_pickle import PickleRefused, _NoGlobalsUnpickler, restricted_load, restricted_loads
 
-from midi_fixtures import midi_bytes, midi_file, notes_track, write_notes
+from midi_fixtures import midi_bytes, midi_file, notes_track, vlq, write_notes
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -71,15 +71,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def good_midi(path: Path) -> Path:
     return write_notes(path, [(60, 0, 480), (64, 480, 960), (67, 960, 1440)])
-
-
-def vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
 
 
 def smf(*track_bodies: bytes, midi_type: int = 1, ticks_per_beat: int = 96, n_tracks: int | None = None,

@@ -19,7 +19,7 @@ from rnnrbm_studio.music.pianoroll import (
 )
 
 from midi_fixtures import (
-    TICKS_PER_BEAT, midi_bytes, midi_file, notes_track, roll_notes, scale_in_d_major, track_from_events,
+    TICKS_PER_BEAT, midi_bytes, midi_file, notes_track, roll_notes, scale_in_d_major, track_from_events, vlq,
     write_notes,
 )
 
@@ -276,15 +276,6 @@ def test_smpte_time_division_is_refused():
     data[12:14] = struct.pack(">bB", -25, 40)  # 25 fps, 40 ticks per frame
     with pytest.raises(MidiReadError, match="SMPTE"):
         read_midi(bytes(data))
-
-
-def vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
 
 
 def raw_midi(track_body: bytes, ticks_per_beat: int = 96) -> bytes:
