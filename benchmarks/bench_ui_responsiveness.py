@@ -84,6 +84,8 @@ def main() -> int:
         window.live_panel.bpm.setValue(240)  # 8 steps per second
         results = {}
         window.playback.toggle_play()
+        # the first second after Play (the player and its sender process start) apart from the steady state
+        results["pressing Play (first s)"] = measure(window, app, 1.0)
         results["playing"] = measure(window, app, args.seconds)
         window.playback.toggle_play()
         window.training_panel.epochs.setValue(1000)
@@ -91,6 +93,7 @@ def main() -> int:
         run_loop(app, 1.0)  # past the first batches
         results["training"] = measure(window, app, args.seconds)
         window.playback.toggle_play()
+        results["Play while training (first s)"] = measure(window, app, 1.0)
         results["training + playing"] = measure(window, app, args.seconds)
         frames = window.piano_roll.frames_pushed
         window.playback.toggle_play()
