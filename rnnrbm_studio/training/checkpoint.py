@@ -141,7 +141,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        # torch's message advises loading with weights_only=False, which would run the file's code
+        # torch's message advises turning the safe loader off, which would run the file's code
         raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model (it holds Python objects "
                               f"other than weights and settings, which are never loaded)") from None
     except (PermissionError, FileNotFoundError) as error:  # (torch reports a torn file as an OSError too)
