@@ -61,7 +61,7 @@ def test_train_writes_a_checkpoint_and_reports_progress(trained):
     assert_ok(result)
     assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr
     assert "skipped broken.mid: not a readable MIDI file" in result.stderr
-    assert "finished: finished 2 epochs" in result.stderr
+    assert "finished: 2 epochs trained" in result.stderr
     checkpoint = load_checkpoint(model)
     training, config = checkpoint.training, checkpoint.training.train_config
     assert training.progress.epochs_completed == 2 and len(checkpoint.history) == 2
@@ -180,7 +180,7 @@ def test_resume_continues_the_run(trained, tmp_path):
     assert checkpoint.model_config.n_hidden == 16  # the run's own settings, not the defaults
     again = run("train", data, "--out", copy, "--resume")  # no --epochs: to the run's own 3, done already
     assert_ok(again)
-    assert "finished 3 epochs" in again.stderr
+    assert "finished: 3 epochs trained" in again.stderr
     assert load_checkpoint(copy).training.progress.epochs_completed == 3
 
 

@@ -117,6 +117,22 @@ def test_load_folder_summarises_and_lists_skipped_files(qtbot, window, tmp_path)
     assert str(tmp_path / "music") in (recent if isinstance(recent, list) else [recent])
 
 
+def test_pieces_are_listed_in_natural_order_and_preview_the_piece_clicked(qtbot, window, tmp_path):
+    folder = tmp_path / "numbered"
+    folder.mkdir()
+    for number in (12, 1, 2, 13):
+        # piece N holds one note, pitch 40 + N: the preview shows which piece it is
+        roll_to_midi(np.eye(88, dtype=np.uint8)[[19 + number] * 8], folder / f"tune {number}.mid")
+    load(qtbot, window, folder)
+    pieces = window.pieces
+    listed = [pieces.item(row).text() for row in range(pieces.count())]
+    assert [name for name in listed if name.startswith("tune")] == ["tune 1.mid", "tune 2.mid", "tune 12.mid",
+                                                                    "tune 13.mid"]
+    pieces.setCurrentRow(listed.index("tune 12.mid"))
+    shown = window.preview.latest_frames(1)[0]
+    assert np.flatnonzero(shown).tolist() == [19 + 12]
+
+
 def test_loading_a_folder_without_midi_says_so(qtbot, window, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

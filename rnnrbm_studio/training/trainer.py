@@ -186,7 +186,7 @@ class Trainer:
                 message = f"no better valid monitor for {config.patience} epochs; best {self.best.valid_monitor:.3f}"
                 break
         else:
-            message = f"finished {self.epochs_completed} epochs"
+            message = f"{self.epochs_completed} epoch{'' if self.epochs_completed == 1 else 's'} trained"
         if status == "diverged":
             self._report("diverged", self.epochs_completed + 1, 0, 0, 0.0, math.nan, math.nan, started,
                          epochs_at_start, message=message)

@@ -6,6 +6,8 @@ on the GUI thread.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +36,7 @@ class CorpusController(QtCore.QObject):
         self.settings = settings
         self.roll_settings = roll_settings  # the grid to read the music on, asked at each load
         self.corpus: Corpus | None = None
+        self._listed: list = []  # the pieces in the order the Pieces list shows them (natural order)
         self.loader: WorkerHandle | None = None
 
         self.pieces = QtWidgets.QListWidget()
@@ -93,7 +96,8 @@ class CorpusController(QtCore.QObject):
             f"step · {len(corpus.train)} to train on, {len(corpus.valid)} to validate"
             + (f" · {summary.skipped} skipped (see Skipped files)" if summary.skipped else ""))
         self.pieces.clear()
-        for piece in corpus.pieces():
+        self._listed = sorted(corpus.pieces(), key=lambda piece: natural_order_key(piece.name))
+        for piece in self._listed:
             self.pieces.addItem(piece.name)
         self.skipped.clear()
         for skipped in corpus.skipped:
@@ -102,12 +106,11 @@ class CorpusController(QtCore.QObject):
         self.loaded.emit(corpus)
 
     def _preview_piece(self, row: int) -> None:
-        if self.corpus is None or row < 0:
+        if self.corpus is None or not 0 <= row < len(self._listed):
             return
-        pieces = self.corpus.pieces()
-        if row < len(pieces):
-            self.preview.set_seconds_per_frame(60.0 / (pieces[row].bpm * self.corpus.settings.steps_per_beat))
-            self.preview.show_roll(pieces[row].roll)
+        piece = self._listed[row]
+        self.preview.set_seconds_per_frame(60.0 / (piece.bpm * self.corpus.settings.steps_per_beat))
+        self.preview.show_roll(piece.roll)
 
     def _remember_folder(self, folder: str) -> None:
         recent = [folder] + [f for f in self.recent_folders() if f != folder]
@@ -118,3 +121,9 @@ class CorpusController(QtCore.QObject):
     def recent_folders(self) -> list[str]:
         value = self.settings.value("recent_folders", [])
         return [value] if isinstance(value, str) else list(value or [])
+
+
+def natural_order_key(name: str) -> list:
+    """Sorts "piece 2" before "piece 12", as a person would (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+            for part in re.split(r"(\d+)", name) if part]
