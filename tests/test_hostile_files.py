@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import struct
 import subprocess
 import sys
@@ -629,3 +630,41 @@ def test_a_full_disk_leaves_no_temporary_file_and_the_load_succeeds(tmp_path, mo
     loaded = load_corpus(folder, cache_dir=cache)
     assert [p.name for p in loaded.pieces()] == ["ok.mid"]
     assert [p.name for p in cache.rglob("*") if p.is_file()] == []
+
+
+# ------------------------------------------------------------- outputs that are not regular files
+def _special_targets(tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    targets = {"a FIFO": fifo}
+    if os.geteuid() == 0:  # a private copy of /dev/null: replacing it by mistake harms nothing
+        device = tmp_path / "null"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets["a device"] = device
+    return targets
+
+
+@pytest.mark.parametrize("command", ["generate", "export-params", "train"])
+def test_writers_never_replace_a_device_or_a_fifo(command, tmp_path):
+    """Renaming a temporary file over /dev/null (as root) turned it into a plain file: refuse instead."""
+    song = tmp_path / "song.mid"
+    write_notes(song, [(60 + i % 5, i * 240, i * 240 + 240) for i in range(32)])
+    for kind, target in _special_targets(tmp_path).items():
+        before = os.lstat(target)
+        args = {"generate": ["generate", "--out", target, "--frames", "4"],
+                "export-params": ["export-params", default_model_path(), target],
+                "train": ["train", song, "--out", target, "--epochs", "1", "--hidden", "8", "--recurrent", "8"]}
+        done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", *map(str, args[command])], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (kind, done.stderr)
+        assert done.stderr.startswith("rnnrbm-studio: error: cannot write") and "not a regular file" in done.stderr
+        after = os.lstat(target)
+        assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino, kind
+
+
+def test_a_fifo_named_like_a_model_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", "info", str(fifo)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().endswith("not a regular file (a FIFO)")

@@ -88,6 +88,38 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str = "this
         os.close(descriptor)
 
 
+def replaceable_target(path: str | os.PathLike) -> str:
+    """Where an atomic write to `path` may rename its temporary file: the file a link points to (so the
+    link stays), and only if nothing or a regular file is there. Renaming over a device or a FIFO would
+    replace it; as root, `generate --out /dev/null` once turned /dev/null into a plain file."""
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as error:
+        raise FileRefused(f"cannot write {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        raise FileRefused(f"cannot write {path}: it is {_file_kind(mode)}, not a regular file; "
+                          f"name a file to write")
+    return target
+
+
+def open_regular_file(path: str | os.PathLike):
+    """A regular file opened for binary reading (checked on the opened descriptor: a FIFO or a device is
+    refused rather than waited on); FileRefused otherwise."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise _cannot_read(error) from None
+    try:
+        _refuse_unless_regular(os.fstat(descriptor).st_mode)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
 def path_kind_error(path: str | os.PathLike) -> str | None:
     """None if path is a folder or a regular file (links followed); else why it cannot be data."""
     try:

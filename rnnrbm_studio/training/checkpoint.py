@@ -29,6 +29,7 @@ from ..errors import StudioError
 from ..limits import MODEL_FIELDS
 from ..model import RnnRbm, RnnRbmConfig
 from ..music.pianoroll import RollSettings
+from ..music.safe_files import FileRefused, open_regular_file, replaceable_target
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ TEMPORARY_SUFFIX = ".tmp"
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file through a temporary file in the same folder, flushed and renamed over `path`:
     readers see the old file or the new one, never a torn one, and a failed write leaves no trace."""
-    path = Path(path)
+    path = Path(replaceable_target(path))
     handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -90,6 +91,7 @@ def check_writable(path: str | os.PathLike, temporary_name: str | None = None) -
     path = Path(path)
     if path.is_dir():
         raise StudioError(f"cannot write {path}: it is a folder; give a file name, e.g. {path / 'model.pt'}")
+    path = Path(replaceable_target(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if temporary_name is None:
@@ -139,7 +141,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a model file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        stream = open_regular_file(path)  # a FIFO named like a model would block torch.load for ever
+    except FileRefused as refused:
+        raise CheckpointError(f"{path}: {refused}") from None
+    try:
+        with stream:
+            payload = torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's message advises turning the safe loader off, which would run the file's code
         raise CheckpointError(f"{path} is not a readable RNN-RBM Studio model (it holds Python objects "
