@@ -668,3 +668,15 @@ def test_a_fifo_named_like_a_model_is_refused_not_waited_on(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", "info", str(fifo)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip().endswith("not a regular file (a FIFO)")
+
+
+@pytest.mark.parametrize("command", ["generate", "export-params"])
+def test_an_output_that_is_the_model_being_read_is_refused(command, tmp_path):
+    model = tmp_path / "m.pt"
+    model.write_bytes(default_model_path().read_bytes())
+    args = ["generate", model, "--out", model, "--frames", "4"] if command == "generate" else \
+        ["export-params", model, model]
+    done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "it is the model being read" in done.stderr
+    assert model.read_bytes() == default_model_path().read_bytes()

@@ -61,12 +61,15 @@ def model_path_or_default(path: str | None) -> Path:
     return default
 
 
-def check_output_file(out: Path, temporary_name: str | None = None) -> None:
-    """StudioError unless `out` can be written in an existing folder (a typo should not make folders)."""
+def check_output_file(out: Path, temporary_name: str | None = None, *, not_over: Path | None = None) -> None:
+    """StudioError unless `out` can be written in an existing folder (a typo should not make folders),
+    and is not the file `not_over` (the model being read: `export-params m.pt m.pt` would replace the model)."""
     from ..training.checkpoint import check_writable
 
     if not out.parent.is_dir():
         raise StudioError(f"cannot write {out}: no such folder {out.parent}")
+    if not_over is not None and out.exists() and os.path.samefile(out, not_over):
+        raise StudioError(f"cannot write {out}: it is the model being read; name another file")
     check_writable(out, temporary_name)
 
 
@@ -80,7 +83,7 @@ def generate_command(args: argparse.Namespace) -> int:
     path = model_path_or_default(args.model)
     model, checkpoint = load_model(path)
     # before generating, which can take minutes (the temporary file named as save_midi_atomically's)
-    check_output_file(Path(args.out), temporary_name=f".{Path(args.out).name}.{os.getpid()}.tmp")
+    check_output_file(Path(args.out), temporary_name=f".{Path(args.out).name}.{os.getpid()}.tmp", not_over=path)
     settings = checkpoint.data.roll_settings
     primer = read_primer(args.primer, settings, label="--primer") if args.primer else None
     started = time.perf_counter()
@@ -140,7 +143,7 @@ def export_params_command(args: argparse.Namespace) -> int:
     model, _ = load_model(args.model)
     arrays = model.tutorial_arrays()
     out = Path(args.out)
-    check_output_file(out)
+    check_output_file(out, not_over=Path(args.model))
     try:
         write_atomically(out, lambda stream: np.savez(stream, **arrays))
     except OSError as error:
