@@ -680,3 +680,14 @@ def test_an_output_that_is_the_model_being_read_is_refused(command, tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 2 and "it is the model being read" in done.stderr
     assert model.read_bytes() == default_model_path().read_bytes()
+
+
+def test_a_path_too_long_for_the_file_system_is_one_line_everywhere(tmp_path):
+    long = str(tmp_path / ("a" * 5000))
+    for args in (["train", long, "--out", tmp_path / "x.pt"], ["generate", "--out", long + ".mid", "--frames", "4"],
+                 ["info", long], ["eval", long, long], ["export-params", long, tmp_path / "x.npz"]):
+        done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", *map(str, args)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (args[0], done.stderr[-300:])
+        assert lines[0].startswith("rnnrbm-studio: error: ") and "too long" in lines[0].lower(), (args[0], lines)

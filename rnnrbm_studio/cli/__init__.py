@@ -76,9 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as error:
         print(f"rnnrbm-studio: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as error:
+        # what the file system says about a path a user gave (a name too long for it, a loop of links...)
+        # where no check above put it in words: still one line, never a traceback
+        print(f"rnnrbm-studio: error: {_describe_os_error(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("rnnrbm-studio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _describe_os_error(error: OSError) -> str:
+    name = error.filename if error.filename is not None else ""
+    shown = str(name)
+    if len(shown) > 80:
+        shown = shown[:60] + f"... ({len(shown)} characters)"
+    reason = error.strerror or type(error).__name__
+    return f"{shown}: {reason}" if shown else reason
 
 
 def exit_main() -> None:
