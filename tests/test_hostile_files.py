@@ -691,3 +691,14 @@ def test_a_path_too_long_for_the_file_system_is_one_line_everywhere(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1, (args[0], done.stderr[-300:])
         assert lines[0].startswith("rnnrbm-studio: error: ") and "too long" in lines[0].lower(), (args[0], lines)
+
+
+def test_the_window_refuses_a_model_that_is_not_a_file_in_one_line(tmp_path):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "rnnrbm_studio", "--model", str(fifo), "--screenshot",
+                           str(tmp_path / "shot.png")], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    lines = [line for line in done.stderr.strip().splitlines() if "propagateSizeHints" not in line]
+    assert done.returncode == 2 and lines == [f"rnnrbm-studio: error: {fifo}: not a regular file (a FIFO)"]
+    assert not (tmp_path / "shot.png").exists()

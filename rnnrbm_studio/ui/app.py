@@ -64,6 +64,10 @@ def _screenshot(app, model_path: str | None, out: Path) -> int:
     from .live_controller import SilentPortProvider
     from .main_window import MainWindow
 
+    if model_path is not None:
+        from ..training.checkpoint import load_checkpoint
+
+        load_checkpoint(model_path)  # a model that cannot be opened is this command's one-line error
     with tempfile.TemporaryDirectory() as scratch:
         settings = QtCore.QSettings(str(Path(scratch) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
         app.setProperty("no_dialogs", True)
