@@ -133,6 +133,14 @@ def test_pieces_are_listed_in_natural_order_and_preview_the_piece_clicked(qtbot,
     assert np.flatnonzero(shown).tolist() == [19 + 12]
 
 
+def test_a_greyed_out_train_button_says_why(qtbot, window, tmp_path):
+    panel = window.training_panel
+    assert not panel.train_button.isEnabled() and panel.train_button.toolTip().startswith("Load music first")
+    assert not panel.resume_button.isEnabled() and panel.resume_button.toolTip().startswith("Nothing to resume")
+    load(qtbot, window, write_corpus(tmp_path / "music"))
+    assert panel.train_button.isEnabled() and panel.train_button.toolTip().startswith("Train a new model")
+
+
 def test_loading_a_folder_without_midi_says_so(qtbot, window, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -20,6 +20,9 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+TRAIN_HINT = "Train a new model on the loaded music (checkpoints are saved every epoch)"
+RESUME_HINT = "Continue the current model's training from its checkpoint"
+
 class TrainingPanel(QtWidgets.QGroupBox):
     """Hyperparameters, Train / Stop / Resume, and progress."""
 
@@ -82,11 +85,11 @@ class TrainingPanel(QtWidgets.QGroupBox):
         form.addRow("", self.recipe)
 
         self.train_button = QtWidgets.QPushButton("Train")
-        self.train_button.setToolTip("Train a new model on the loaded music (checkpoints are saved every epoch)")
+        self.train_button.setToolTip(TRAIN_HINT)
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current update; the checkpoint keeps the weights so far")
         self.resume_button = QtWidgets.QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the current model's training from its checkpoint")
+        self.resume_button.setToolTip(RESUME_HINT)
         buttons = QtWidgets.QHBoxLayout()
         for button in (self.train_button, self.stop_button, self.resume_button):
             buttons.addWidget(button)
@@ -127,7 +130,16 @@ class TrainingPanel(QtWidgets.QGroupBox):
     def set_state(self, running: bool, can_train: bool, can_resume: bool) -> None:
         self.progress.setVisible(running or self.progress.value() > 0)
         self.train_button.setEnabled(can_train and not running)
+        # a greyed-out button says why (Qt shows tooltips on disabled buttons too)
+        self.train_button.setToolTip(
+            TRAIN_HINT if can_train else "Load music first: choose a folder in 1 · Music to learn from")
         self.resume_button.setEnabled(can_resume and can_train and not running)
+        if not can_resume:
+            self.resume_button.setToolTip("Nothing to resume: open a model whose training was stopped (File > Open)")
+        elif not can_train:
+            self.resume_button.setToolTip("Load the music the model was trained on first (1 · Music to learn from)")
+        else:
+            self.resume_button.setToolTip(RESUME_HINT)
         self.stop_button.setEnabled(running)
         for widget in (self.hidden, self.recurrent, self.learning_rate, self.cd_k, self.epochs, self.optimizer,
                        self.batch_seqs, self.steps_per_beat, self.seed, self.key_shift, self.recipe):
