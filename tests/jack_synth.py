@@ -283,7 +283,12 @@ def own_jack_server(tmp_path, monkeypatch):
 @pytest.fixture
 def own_fluidsynth(own_jack_server, tmp_path):
     """FluidSynth on own_jack_server."""
-    synth = FluidSynth(own_jack_server, tmp_path)
+    yield from _running_synth(own_jack_server, tmp_path)
+
+
+def _running_synth(server, folder):
+    """FluidSynth on `server` for as long as the generator is held; stopped whatever happens."""
+    synth = FluidSynth(server, folder)
     try:
         synth.start()
         yield synth
@@ -375,12 +380,7 @@ def _free_tcp_port() -> int:
 
 @pytest.fixture
 def fluidsynth(jack_server, tmp_path):
-    synth = FluidSynth(jack_server, tmp_path)
-    try:
-        synth.start()
-        yield synth
-    finally:
-        synth.stop()
+    yield from _running_synth(jack_server, tmp_path)
 
 
 # ---------------------------------------------------------------------------- the CLI

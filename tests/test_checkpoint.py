@@ -212,6 +212,7 @@ WRITER_SERVER = textwrap.dedent(r"""
     import torch
     torch.set_num_threads(1)
     from rnnrbm_studio.model import RnnRbmConfig
+    from rnnrbm_studio.music import atomic_files
     from rnnrbm_studio.training import checkpoint
     from rnnrbm_studio.training.checkpoint_types import Checkpoint
 
@@ -247,11 +248,11 @@ WRITER_SERVER = textwrap.dedent(r"""
                     die()
                 checkpoint.torch.save = partial_save
             elif mode == "before-fsync":
-                checkpoint.os.fsync = die
+                atomic_files.os.fsync = die
             elif mode == "before-rename":
-                checkpoint.os.replace = die
+                atomic_files.os.replace = die
             elif mode == "after-rename":
-                checkpoint._fsync_folder = die
+                atomic_files._fsync_folder = die
             checkpoint.save_checkpoint(path, payload(version))
             os._exit(3)  # not reached: every mode dies on the way
         print("pid", pid, flush=True)

@@ -61,16 +61,16 @@ def model_path_or_default(path: str | None) -> Path:
     return default
 
 
-def check_output_file(out: Path, temporary_name: str | None = None, *, not_over: Path | None = None) -> None:
+def check_output_file(out: Path, *, not_over: Path | None = None) -> None:
     """StudioError unless `out` can be written in an existing folder (a typo should not make folders),
     and is not the file `not_over` (the model being read: `export-params m.pt m.pt` would replace the model)."""
-    from ..training.checkpoint import check_writable
+    from ..music.atomic_files import check_writable
 
     if not out.parent.is_dir():
         raise StudioError(f"cannot write {out}: no such folder {out.parent}")
     if not_over is not None and out.exists() and os.path.samefile(out, not_over):
         raise StudioError(f"cannot write {out}: it is the model being read; name another file")
-    check_writable(out, temporary_name)
+    check_writable(out)
 
 
 # --------------------------------------------------------------------------------- generate
@@ -82,8 +82,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
     path = model_path_or_default(args.model)
     model, checkpoint = load_model(path)
-    # before generating, which can take minutes (the temporary file named as save_midi_atomically's)
-    check_output_file(Path(args.out), temporary_name=f".{Path(args.out).name}.{os.getpid()}.tmp", not_over=path)
+    check_output_file(Path(args.out), not_over=path)  # before generating, which can take minutes
     settings = checkpoint.data.roll_settings
     primer = read_primer(args.primer, settings, label="--primer") if args.primer else None
     started = time.perf_counter()
@@ -138,7 +137,8 @@ def info_command(args: argparse.Namespace) -> int:
 
 
 def export_params_command(args: argparse.Namespace) -> int:
-    from ..training.checkpoint import load_model, write_atomically
+    from ..music.atomic_files import write_atomically
+    from ..training.checkpoint import load_model
 
     model, _ = load_model(args.model)
     arrays = model.tutorial_arrays()

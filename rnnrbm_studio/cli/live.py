@@ -212,6 +212,8 @@ def check_record_path(text: str) -> Path:
     """Where --record will write, checked before playing so that a take is never lost to a bad path:
     a regular file or a new name, in an existing folder we can write to. A symbolic link is followed
     (the file it points to is replaced, not the link)."""
+    from ..music.atomic_files import check_writable
+
     path = Path(os.path.realpath(text))
     try:
         mode = os.stat(path).st_mode
@@ -226,14 +228,10 @@ def check_record_path(text: str) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise StudioError(f"--record {text}: the folder {str(folder)!r} does not exist")
-    # the recording is written next to it and renamed over it (midi_files.save_midi_atomically): try that
-    probe = folder / f".{path.name}.{os.getpid()}.check"
     try:
-        with open(probe, "xb"):
-            pass
-        probe.unlink()
-    except OSError as error:
-        raise StudioError(f"--record {text}: cannot write in {str(folder)!r} ({error.strerror or error})") from None
+        check_writable(path)  # the recording's temporary file, made and removed as the real write will
+    except StudioError as error:
+        raise StudioError(f"--record {text}: {error}") from None
     return path
 
 

@@ -134,7 +134,8 @@ def refuse_changes_on_resume(args: argparse.Namespace) -> None:
 def train_command(args: argparse.Namespace) -> int:
     from ..music.corpus import load_corpus
     from ..training.candidates import candidate_path, runner_up_path
-    from ..training.checkpoint import check_writable, load_checkpoint
+    from ..music.atomic_files import check_writable
+    from ..training.checkpoint import load_checkpoint
     from ..training.run_lock import output_lock
     from ..training.state import check_resumable
     from ..training.trainer import Trainer, build_model

@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import StudioError
 from .midi_scan import MidiTooCostly, check_midi_cost
 from .pianoroll import DEFAULT_BPM, LOWEST_PITCH, PianoRoll, RollSettings, estimate_transposition_to_c
-from .safe_files import FileRefused, read_regular_file, replaceable_target
+from .atomic_files import write_atomically
+from .safe_files import FileRefused, read_regular_file
 
 DRUM_CHANNEL = 9  # channel 10, counted from 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -282,14 +283,7 @@ def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, *, bpm
 
 def save_midi_atomically(midi: mido.MidiFile, path: str | os.PathLike) -> None:
     """Write under a temporary name, then rename: a reader never finds half a file at `path`."""
-    path = Path(replaceable_target(path))
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        midi.save(str(temporary))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_atomically(path, lambda stream: midi.save(file=stream))
 
 
 __all__ = ["MidiReadError", "read_midi", "roll_to_midi", "save_midi_atomically", "MAX_FILE_BYTES"]

@@ -13,13 +13,10 @@ and finite; anything else is a one-line CheckpointError.
 from __future__ import annotations
 
 import datetime
-import errno
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import torch
 
@@ -29,7 +26,8 @@ from ..errors import StudioError
 from ..limits import MODEL_FIELDS
 from ..model import RnnRbm, RnnRbmConfig
 from ..music.pianoroll import RollSettings
-from ..music.safe_files import FileRefused, open_regular_file, replaceable_target
+from ..music.atomic_files import write_atomically
+from ..music.safe_files import FileRefused, open_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +40,6 @@ class CheckpointWriteError(CheckpointError):
     """A checkpoint that could not be written (a full disk, a folder gone); the previous one is intact."""
 
 
-def temporary_prefix(path: Path) -> str:
-    """How the temporary file of a write to `path` begins: `.NAME.PID-` (then random letters, `.tmp`).
-
-    The writer's pid in the name lets a later run tell an orphan (its writer was killed) from a write
-    in progress (run_lock.remove_orphan_temporaries)."""
-    return f".{path.name}.{os.getpid()}-"
-
-
-TEMPORARY_SUFFIX = ".tmp"
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through a temporary file in the same folder, flushed and renamed over `path`:
-    readers see the old file or the new one, never a torn one, and a failed write leaves no trace."""
-    path = Path(replaceable_target(path))
-    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a model file is an ordinary file
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     """Write `checkpoint` (stamped with the time now) to `path`, atomically; the folder is made if missing."""
     path = Path(path)
@@ -81,55 +48,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     payload["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     write_atomically(path, lambda stream: torch.save(payload, stream))
     log.debug("checkpoint written: %s", path)
-
-
-def check_writable(path: str | os.PathLike, temporary_name: str | None = None) -> None:
-    """Raise StudioError now if `path` cannot be written atomically later (after hours of training):
-    a folder, a missing or read-only folder, or a name too long for its temporary file. The check
-    creates and removes a temporary file named as the writer's will be (write_atomically's, or
-    `temporary_name`)."""
-    path = Path(path)
-    if path.is_dir():
-        raise StudioError(f"cannot write {path}: it is a folder; give a file name, e.g. {path / 'model.pt'}")
-    path = Path(replaceable_target(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if temporary_name is None:
-            handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX,
-                                                 dir=path.parent)
-        else:
-            temporary = str(path.parent / temporary_name)
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as error:
-        if error.errno == errno.ENAMETOOLONG:
-            name = temporary_name or temporary_prefix(path) + "x" * 8 + TEMPORARY_SUFFIX
-            longest = len(os.fsencode(name))
-            raise StudioError(f"cannot write {path}: the name is too long (the temporary file written beside it "
-                              f"would have a {longest}-byte name; shorten the name by "
-                              f"{max(1, longest - _name_max(path.parent))} bytes or more)") from None
-        raise StudioError(f"cannot write {path}: {error.strerror or error}") from None
-    os.close(handle)
-    os.unlink(temporary)
-
-
-def _name_max(folder: Path) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        return 255
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

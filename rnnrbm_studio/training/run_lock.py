@@ -20,7 +20,7 @@ import os
 import threading
 from pathlib import Path
 
-from .checkpoint import TEMPORARY_SUFFIX
+from ..music.atomic_files import TEMPORARY_SUFFIX
 from ..errors import StudioError
 
 try:
