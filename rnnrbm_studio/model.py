@@ -204,11 +204,16 @@ class RnnRbm(nn.Module):
     # ---------------------------------------------------------------------------- generation
     @torch.no_grad()
     def sample_frame(self, u_prev: torch.Tensor, sampler: BernoulliSampler, gibbs_steps: int | None = None,
-                     inverse_temperature: float = 1.0) -> torch.Tensor:
+                     inverse_temperature: float = 1.0, clamp_mask: torch.Tensor | None = None,
+                     clamp_values: torch.Tensor | None = None) -> torch.Tensor:
         """One frame from the RBM conditioned on u_{t-1}. u_prev: (B, R) -> v: (B, V).
 
         The chain starts from zeros, as in the tutorial. Each conditional draw uses logistic noise
         (x + L > 0 is Bernoulli(sigmoid(x))), all of it drawn at once: fewer, larger operations.
+
+        clamp_mask, clamp_values: (V,) or (B, V); where the mask is true the visible unit is held at
+        its value through the whole chain, so the other units are sampled from the RBM's conditional
+        p(v_free | v_clamped, u_{t-1}) (the keys a musician holds, the soprano of a chorale).
         """
         steps = self.config.gibbs_steps if gibbs_steps is None else gibbs_steps
         beta = float(inverse_temperature)
@@ -220,6 +225,16 @@ class RnnRbm(nn.Module):
         noise_h = sampler.logistic((steps, B, H), u_prev.dtype).add_(bh)
         noise_v = sampler.logistic((steps, B, V), u_prev.dtype).add_(bv)
         v = u_prev.new_zeros(B, V)
+        if clamp_mask is not None:
+            keep = torch.as_tensor(clamp_mask, dtype=torch.bool).expand(B, V)  # (B, V)
+            held = torch.as_tensor(clamp_values, dtype=v.dtype).expand(B, V)  # (B, V)
+            free = (~keep).to(v.dtype)
+            held = held * keep.to(v.dtype)
+            v = held.clone()
+            for step in range(steps):
+                h = torch.addmm(noise_h[step], v, W).gt_(0)
+                v = torch.addmm(noise_v[step], h, W.t()).gt_(0).to(v.dtype).mul_(free).add_(held)
+            return v
         for step in range(steps):
             h = torch.addmm(noise_h[step], v, W).gt_(0)
             v = torch.addmm(noise_v[step], h, W.t()).gt_(0)
@@ -232,15 +247,18 @@ class RnnRbm(nn.Module):
 
     @torch.no_grad()
     def step(self, state: torch.Tensor, sampler: BernoulliSampler | None = None, gibbs_steps: int | None = None,
-             inverse_temperature: float = 1.0):
+             inverse_temperature: float = 1.0, clamp_mask: torch.Tensor | None = None,
+             clamp_values: torch.Tensor | None = None):
         """Generate the next frame and the next state.
 
         state: u_{t-1}, (R,) or (B, R). Returns (frame, state): frame (V,) or (B, V) of 0/1 floats.
+        With clamp_mask/clamp_values (see sample_frame) the frame holds the clamped keys and the RNN
+        advances on the whole frame, clamped keys included.
         """
         sampler = sampler or _default_sampler()
         single = state.dim() == 1
         u_prev = state.unsqueeze(0) if single else state
-        v = self.sample_frame(u_prev, sampler, gibbs_steps, inverse_temperature)
+        v = self.sample_frame(u_prev, sampler, gibbs_steps, inverse_temperature, clamp_mask, clamp_values)
         u = self.advance(u_prev, v)
         return (v[0], u[0]) if single else (v, u)
 

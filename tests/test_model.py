@@ -621,3 +621,42 @@ def test_with_many_frames_the_persistent_monitor_reads_a_spread_of_them(monkeypa
 def test_an_unknown_chain_start_is_refused():
     with pytest.raises(ValueError, match="chain_start"):
         tiny_model().cd_loss(random_rolls(1, 3), BernoulliSampler(0), chain_start="noise")
+
+
+def exact_conditional_distribution(model, u_prev: np.ndarray, keep: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """p(v | v[keep] = held[keep], u_{t-1}) over all 2^V frames: the RBM's marginal exp(-F), renormalised."""
+    p = numpy_params(model)
+    bv = p["bv"] + u_prev @ p["Wuv"]
+    bh = p["bh"] + u_prev @ p["Wuh"]
+    free_energy = -(ALL_V @ bv) - np.logaddexp(0, ALL_V @ p["W"] + bh).sum(-1)
+    consistent = np.all(ALL_V[:, keep] == held[keep], axis=1)
+    weights = np.where(consistent, np.exp(-free_energy), 0.0)
+    return weights / weights.sum()
+
+
+@pytest.mark.parametrize("keep,held", [([True, False, False, False, False], [1, 0, 0, 0, 0]),
+                                       ([False, True, False, True, False], [0, 0, 0, 1, 0])])
+def test_clamped_sampling_holds_the_clamped_keys_and_samples_the_exact_conditional(keep, held):
+    model = tiny_model(seed=15, scale=1.0)
+    u_prev_row = torch.tensor([0.3, -0.6, 0.9], dtype=torch.float64)
+    keep_t = torch.tensor(keep)
+    held_t = torch.tensor(held, dtype=torch.float64)
+    n = 30_000
+    frames = model.sample_frame(u_prev_row.expand(n, R).contiguous(), BernoulliSampler(5), 60,
+                                clamp_mask=keep_t, clamp_values=held_t).numpy()
+    assert (frames[:, keep_t.numpy()] == held_t.numpy()[keep_t.numpy()]).all()
+    exact = exact_conditional_distribution(model, u_prev_row.numpy(), np.array(keep), np.array(held))
+    unclamped = exact_conditional_distribution(model, u_prev_row.numpy(), np.zeros(V, bool), np.zeros(V))
+    empirical = frame_histogram(frames)
+    assert 0.5 * np.abs(empirical - exact).sum() < 0.025
+    assert 0.5 * np.abs(unclamped - exact).sum() > 0.1  # the clamp really changes the distribution
+
+
+def test_step_with_a_clamp_advances_the_rnn_on_the_whole_frame():
+    model = tiny_model(seed=15, scale=1.0)
+    state = torch.tensor([0.3, -0.6, 0.9], dtype=torch.float64)
+    keep = torch.tensor([False, False, True, False, False])
+    frame, after = model.step(state, BernoulliSampler(1), 5, clamp_mask=keep,
+                              clamp_values=torch.tensor([0, 0, 1, 0, 0], dtype=torch.float64))
+    assert frame[2] == 1
+    assert torch.allclose(after, model.advance(state[None], frame[None])[0])
