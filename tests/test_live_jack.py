@@ -18,6 +18,7 @@ from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, proc
                         wav_rms)
 from rnnrbm_studio.live import outputs, ports
 from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
+from rnnrbm_studio.music.dynamics import step_velocities
 from rnnrbm_studio.music.midi_files import read_midi
 from rnnrbm_studio.music.pianoroll import RollSettings
 from rnnrbm_studio.live.player import LivePlayer
@@ -130,10 +131,11 @@ def test_virtual_port_delivers_exactly_the_frames_played(jack_server, watched):
         roll = player.recorded_roll()
         expected = [mido.Message("program_change", channel=2, program=0)]
         previous = np.zeros(88, dtype=bool)
-        for frame in roll.astype(bool):
+        for step, frame in enumerate(roll.astype(bool)):
+            velocity = step_velocities(frame, step, steps_per_beat=4, base=80)  # the dynamics rule, on by default
             expected += [mido.Message("note_off", channel=2, note=21 + int(k), velocity=0)
                          for k in np.flatnonzero(previous & ~frame)]
-            expected += [mido.Message("note_on", channel=2, note=21 + int(k), velocity=80)
+            expected += [mido.Message("note_on", channel=2, note=21 + int(k), velocity=int(velocity[k]))
                          for k in np.flatnonzero(frame & ~previous)]
             previous = frame
         expected += [mido.Message("note_off", channel=2, note=21 + int(k), velocity=0) for k in np.flatnonzero(previous)]

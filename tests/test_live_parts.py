@@ -128,7 +128,8 @@ def test_schedule_counts_the_frames_due_within_a_horizon():
 
 # --------------------------------------------------------------------------- note output
 def output_on(port, **settings) -> NoteOutput:
-    return NoteOutput(port, PlaybackSettings(**settings), lowest_pitch=21, n_keys=88)
+    """Without dynamics unless asked: these tests watch the messages, test_dynamics.py the velocities."""
+    return NoteOutput(port, PlaybackSettings(**{"dynamics": False, **settings}), lowest_pitch=21, n_keys=88)
 
 
 def test_note_output_sends_differences_and_holds_sustained_keys():
@@ -175,7 +176,7 @@ def test_note_output_a_new_channel_releases_the_old_one_and_a_playing_port_hears
     assert [(m.type, m.channel) for m in tail] == [("note_off", 0), ("control_change", 0), ("program_change", 4)]
     assert tail[-1].program == 19
     before = len(port.sent)
-    assert output.apply(PlaybackSettings(channel=4, program=19, velocity=30), running=True) is None
+    assert output.apply(PlaybackSettings(channel=4, program=19, velocity=30, dynamics=False), running=True) is None
     assert len(port.sent) == before  # a new velocity sends nothing by itself
     output.play_frame(keys(1), 0.0, None, clock)
     assert port.messages()[-1] == mido.Message("note_on", channel=4, note=22, velocity=30)

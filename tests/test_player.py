@@ -95,7 +95,7 @@ def test_frames_go_out_at_absolute_deadlines_and_never_early(session_factory):
 
 def test_program_change_first_then_note_differences_with_sustain(session_factory):
     script = [[0, 4], [0, 4, 7], [4, 7], [], [12]]
-    s = session_factory(ScriptedModel(script), channel=3, program=19, velocity=90)
+    s = session_factory(ScriptedModel(script), channel=3, program=19, velocity=90, dynamics=False)
     s.player.start()
     s.play(5)
     s.player.stop()

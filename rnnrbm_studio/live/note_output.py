@@ -14,6 +14,7 @@ import threading
 import mido
 import numpy as np
 
+from ..music.dynamics import step_velocities
 from .clock import Clock
 from .output_port import ALL_NOTES_OFF, all_notes_off_messages
 from .settings import PlaybackSettings
@@ -28,6 +29,7 @@ class NoteOutput:
         self._lowest_pitch = int(lowest_pitch)
         self._velocity, self._channel, self._program = settings.velocity, settings.channel, settings.program
         self._restrike = settings.restrike
+        self._dynamics, self._steps_per_beat = settings.dynamics, settings.steps_per_beat
         self._messages: dict[tuple[str, int, int, int], mido.Message] = {}
 
     # ---------------------------------------------------------------------------- looking
@@ -66,15 +68,17 @@ class NoteOutput:
     # ---------------------------------------------------------------------------- playing
     def play_frame(self, keys: np.ndarray, deadline: float, tag: int,
                    clock: Clock) -> tuple[float, np.ndarray, str | None]:
-        """Send a frame's difference, due at `deadline`. Returns (sent_at, keys struck, failure)."""
+        """Send a frame's difference, due at `deadline`. `tag` is the frame's step number in the
+        session, which places it in the bar for the dynamics. Returns (sent_at, keys struck, failure)."""
         pressed = keys.astype(bool)
         with self._lock:
             sent_at = clock.now()
             open_notes = self._open
             releases = open_notes.copy() if self._restrike else open_notes & ~pressed
             strikes = pressed.copy() if self._restrike else pressed & ~open_notes
+            velocity = step_velocities(pressed, tag or 0, self._steps_per_beat, self._velocity, self._dynamics)
             messages = ([self._message("note_off", key, 0) for key in np.flatnonzero(releases)]
-                        + [self._message("note_on", key, self._velocity) for key in np.flatnonzero(strikes)])
+                        + [self._message("note_on", key, int(velocity[key])) for key in np.flatnonzero(strikes)])
             # counted as sounding before it is sent: if sending fails, a note-off too many is harmless
             open_notes &= ~releases
             open_notes |= strikes
@@ -101,10 +105,11 @@ class NoteOutput:
 
     # ---------------------------------------------------------------------------- changes
     def apply(self, settings: PlaybackSettings, running: bool) -> str | None:
-        """New velocity, restrike, channel or program: notes open on an old channel are released
-        first, and a playing port hears the new program at once."""
+        """New velocity, dynamics, restrike, channel or program: notes open on an old channel are
+        released first, and a playing port hears the new program at once."""
         with self._lock:
             self._velocity, self._restrike = settings.velocity, settings.restrike
+            self._dynamics, self._steps_per_beat = settings.dynamics, settings.steps_per_beat
             if (settings.channel, settings.program) == (self._channel, self._program):
                 return None
             failure = None

@@ -21,7 +21,8 @@ class PlaybackSettings:
     steps_per_beat: int = 2  # frames per beat: with bpm, the frame period
     gibbs_steps: int | None = None  # per frame; None: the model's own (model.config.gibbs_steps)
     temperature: float = 1.0  # 1 = the model; below, safer and sparser; above, more adventurous
-    velocity: int = 80
+    velocity: int = 80  # the base velocity; with dynamics, each note's is shaped by music/dynamics.py
+    dynamics: bool = True  # accents on the beats and on the top voice (music/dynamics.py); off: all at velocity
     channel: int = 0  # 0..15, as MIDI counts (synths show 1..16)
     program: int = 0  # 0..127, as MIDI counts (synths show 1..128)
     restrike: bool = False  # strike keys held from one frame to the next again
@@ -48,7 +49,8 @@ class PlaybackSettings:
             raise ValueError(f"the seed must be a whole number of at least 0, not {self.seed}")
         # one type per field, whatever the caller passed (2.0 steps per beat, a numpy integer...)
         for name, kind in (("bpm", float), ("steps_per_beat", int), ("temperature", float), ("velocity", int),
-                           ("channel", int), ("program", int), ("restrike", bool), ("latency_offset", float)):
+                           ("channel", int), ("program", int), ("restrike", bool), ("dynamics", bool),
+                           ("latency_offset", float)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         for name in ("gibbs_steps", "seed"):
             if getattr(self, name) is not None:

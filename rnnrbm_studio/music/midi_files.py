@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import StudioError
 from .midi_scan import MidiTooCostly, check_midi_cost
+from .dynamics import velocities
 from .pianoroll import DEFAULT_BPM, LOWEST_PITCH, PianoRoll, RollSettings, estimate_transposition_to_c
 from .atomic_files import write_atomically
 from .safe_files import FileRefused, read_regular_file
@@ -246,11 +247,14 @@ def _midi_to_roll(midi: mido.MidiFile, settings: RollSettings, name: str) -> Pia
 
 def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, *, bpm: float = DEFAULT_BPM,
                  steps_per_beat: int = 2, ticks_per_beat: int = 480, velocity: int = 80, channel: int = 0,
-                 program: int = 0, lowest_pitch: int = LOWEST_PITCH) -> mido.MidiFile:
-    """Write a roll as a type-0 MIDI file; consecutive active frames of a key make one sustained note."""
+                 program: int = 0, lowest_pitch: int = LOWEST_PITCH, dynamics: bool = True) -> mido.MidiFile:
+    """Write a roll as a type-0 MIDI file; consecutive active frames of a key make one sustained note.
+    Each note is struck at `velocity`, shaped by the dynamics rule (music/dynamics.py) unless `dynamics`
+    is False: the same rule live playback follows."""
     roll = np.asarray(roll)
     if ticks_per_beat % steps_per_beat:
         raise ValueError("ticks_per_beat must be a multiple of steps_per_beat")
+    strength = velocities(roll, steps_per_beat, velocity, dynamics=dynamics)
     ticks_per_step = ticks_per_beat // steps_per_beat
     events = []  # (tick, order, message); note-offs sort before note-ons at the same tick
     padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
@@ -260,7 +264,7 @@ def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, *, bpm
         pitch = int(key) + lowest_pitch
         if changes[frame, key] > 0:
             events.append((int(frame) * ticks_per_step, 1, mido.Message(
-                "note_on", note=pitch, velocity=velocity, channel=channel)))
+                "note_on", note=pitch, velocity=int(strength[frame, key]), channel=channel)))
         else:
             events.append((int(frame) * ticks_per_step, 0, mido.Message(
                 "note_off", note=pitch, velocity=0, channel=channel)))
