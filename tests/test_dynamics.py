@@ -90,3 +90,40 @@ def test_changing_the_switch_while_playing_applies_from_the_next_note():
     assert output.apply(PlaybackSettings(velocity=80, dynamics=False), running=True) is None
     output.play_frame(frame(31), clock.now(), 1, clock)
     assert [m.velocity for m in port.messages("note_on")] == [98, 80]
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-dynamics"]])
+def test_generate_writes_the_rule_s_velocities_unless_told_not_to(tmp_path, capsys, flag):
+    import torch
+
+    from rnnrbm_studio.cli import main
+    from rnnrbm_studio.model import RnnRbm, RnnRbmConfig
+    from rnnrbm_studio.music.pianoroll import RollSettings
+    from rnnrbm_studio.music.midi_files import read_midi
+    from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = RnnRbm(RnnRbmConfig(n_hidden=6, n_hidden_recurrent=4))
+    with torch.no_grad():
+        model.bv.fill_(-2.0)  # a few keys per step: chords with a top voice
+    save_checkpoint(tmp_path / "m.pt", model_checkpoint(model))
+    out = tmp_path / "g.mid"
+    assert main(["generate", str(tmp_path / "m.pt"), "--out", str(out), "--frames", "16", "--seed", "1", *flag]) == 0
+    capsys.readouterr()
+    roll = read_midi(out, RollSettings()).roll  # 2 steps per beat, the model's grid
+    written = file_note_ons(mido.MidiFile(out), 480 // 2)
+    assert written, "the model wrote no notes to check"
+    expected = velocities(roll, 2, 80, dynamics=not flag)
+    assert [v for _, note, v in written] == [int(expected[step, note - 21]) for step, note, _ in written]
+    heard = {v for _, _, v in written}
+    assert heard == {80} if flag else len(heard) > 1
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--dynamics"], True), (["--no-dynamics"], False)])
+def test_play_s_switch_reaches_the_playback_settings(flag, expected):
+    from rnnrbm_studio.cli import build_parser
+    from rnnrbm_studio.cli.live import playback_settings
+    from rnnrbm_studio.music.pianoroll import RollSettings
+
+    args = build_parser().parse_args(["play", *flag])
+    assert playback_settings(args, RollSettings()).dynamics is expected

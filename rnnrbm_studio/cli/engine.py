@@ -12,6 +12,7 @@ import numpy as np
 from ..assets import default_model_path
 from ..errors import StudioError
 from ..limits import FRAMES_MAX, MODEL_FIELDS, SEED_MAX
+from ..music.dynamics import SUMMARY as DYNAMICS
 from .options import float_in, from_limits, int_in
 from .training import format_seconds
 
@@ -40,6 +41,8 @@ def register(subparsers) -> None:
     generate.add_argument("--temperature", type=float_in(MIN_TEMPERATURE, MAX_TEMPERATURE), default=1.0,
                           help=f"sampling temperature ({MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}; 1 = the model)")
     generate.add_argument("--seed", type=int_in(0, SEED_MAX), default=None, help=f"(0..{SEED_MAX})")
+    generate.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
+                          help=f"velocities around 80: {DYNAMICS} (default on; off: every note 80)")
     generate.set_defaults(handler=generate_command)
 
     info = subparsers.add_parser("info", help="show a model's configuration, training progress and data settings")
@@ -91,7 +94,7 @@ def generate_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     bpm, steps_per_beat = playback_grid(settings, args.bpm)  # a seconds-grid model at its own pace
     try:
-        roll_to_midi(roll, args.out, bpm=bpm, steps_per_beat=steps_per_beat)
+        roll_to_midi(roll, args.out, bpm=bpm, steps_per_beat=steps_per_beat, dynamics=args.dynamics)
     except OSError as error:
         raise StudioError(f"cannot write {args.out}: {error.strerror or error}") from None
     notes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, roll.shape[1])), roll]), axis=0) > 0))

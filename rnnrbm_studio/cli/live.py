@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import StudioError
+from ..music.dynamics import SUMMARY as DYNAMICS
 from .options import float_in, int_in
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def register(subparsers) -> None:
                       help=f"Gibbs steps per frame, {GIBBS_STEPS.span} (default: the model's)")
     play.add_argument("--seed", type=SEED, default=None, help=f"seed for reproducible music, {SEED.span}")
     play.add_argument("--velocity", type=VELOCITY, default=80, help=f"note-on velocity {VELOCITY.span} (default 80)")
+    play.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
+                      help=f"shape each note's velocity around --velocity: {DYNAMICS} (default on)")
     play.add_argument("--channel", type=CHANNEL, default=1, help=f"MIDI channel {CHANNEL.span} (default 1)")
     play.add_argument("--program", type=PROGRAM, default=1, help=f"GM program {PROGRAM.span} (default 1, piano)")
     play.add_argument("--restrike", action="store_true", help="strike held keys again at every frame")
@@ -243,7 +246,7 @@ def playback_settings(args: argparse.Namespace, grid):
     try:
         return PlaybackSettings.for_model(
             grid, bpm=args.bpm, steps_per_beat=args.steps_per_beat, gibbs_steps=args.gibbs_steps,
-            temperature=args.temperature, velocity=args.velocity, channel=args.channel - 1,
+            temperature=args.temperature, velocity=args.velocity, dynamics=args.dynamics, channel=args.channel - 1,
             program=args.program - 1, restrike=args.restrike, latency_offset=args.latency_ms / 1000.0,
             seed=args.seed)
     except ValueError as error:

@@ -19,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 BEATS_PER_BAR = 4
+# what the switch does, in the command line's help and the window's tooltip
+SUMMARY = ("notes on the beats louder than those between, the first beat of a bar most; the top voice "
+           "(the melody) louder than the chord under it")
 DOWNBEAT, ON_BEAT, OFF_BEAT = 12, 6, -8
 TOP_VOICE, UNDER_TOP_VOICE = 6, -6
 
@@ -51,4 +54,4 @@ def _clamp(velocity: int) -> int:
     return min(127, max(1, int(velocity)))
 
 
-__all__ = ["velocities", "step_velocities", "BEATS_PER_BAR"]
+__all__ = ["velocities", "step_velocities", "BEATS_PER_BAR", "SUMMARY"]
