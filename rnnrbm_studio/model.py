@@ -133,15 +133,19 @@ class RnnRbm(nn.Module):
     def gibbs_chain(self, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, steps: int,
                     sampler: BernoulliSampler) -> torch.Tensor:
         """k steps v -> h -> v of block Gibbs sampling from v. (N, V), (N, V), (N, H) -> (N, V)."""
-        # Two buffers reused in place: uniforms are drawn into them and compared with the
-        # probabilities (u < p becomes the 0/1 sample), so the loop allocates nothing.
-        h_buffer = v.new_empty(v.shape[0], self.config.n_hidden)
-        v_buffer = v.new_empty(v.shape)
-        for _ in range(steps):
-            p_h = torch.addmm(bh, v, self.W).sigmoid_()
-            h = sampler.fill_uniform(h_buffer).lt_(p_h)
-            p_v = torch.addmm(bv, h, self.W.t()).sigmoid_()
-            v = sampler.fill_uniform(v_buffer).lt_(p_v)
+        if steps <= 0:
+            return v
+        # All the chain's uniforms in one draw (16-bit: sampling.uniform16), in the order step by
+        # step, h before v; each is compared in place with its probabilities (u < p becomes the
+        # 0/1 sample), so the loop is four operations per step and allocates only the products.
+        N, H = v.shape[0], self.config.n_hidden
+        size = N * (H + v.shape[1])
+        uniforms_h, uniforms_v = sampler.uniform16(steps * size, v.dtype).view(steps, size).split([N * H, size - N * H], 1)
+        uniforms_h, uniforms_v = uniforms_h.view(steps, N, H), uniforms_v.view(steps, *v.shape)
+        W, W_t = self.W.detach(), self.W.detach().t()
+        for step in range(steps):
+            h = uniforms_h[step].lt_(torch.addmm(bh, v, W).sigmoid_())
+            v = uniforms_v[step].lt_(torch.addmm(bv, h, W_t).sigmoid_())
         return v
 
     # ------------------------------------------------------------------------------ training
@@ -185,8 +189,7 @@ class RnnRbm(nn.Module):
         v_sample = self.gibbs_chain(start, bv_flat.detach(), bh_flat.detach(), k, sampler)
         if record is not None:
             record["negative"] = v_sample  # (real frames, V), for persistent chains
-        cost = (self.free_energy(v_flat, bv_flat, bh_flat)
-                - self.free_energy(v_sample, bv_flat, bh_flat)).sum() / n_frames
+        cost = FreeEnergyGap.apply(v_flat, v_sample, bv_flat, bh_flat, self.W)
         with torch.no_grad():
             if isinstance(chain_start, str) and chain_start == "data":
                 target, reconstruction, target_bv, target_bh, draw = v_flat, v_sample, bv_flat, bh_flat, sampler
@@ -303,6 +306,36 @@ def _default_sampler() -> BernoulliSampler:
 
 
 
+class FreeEnergyGap(torch.autograd.Function):
+    """The CD cost mean_n [F(v_n) - F(v*_n)] with its gradient written out, v* held constant.
+
+    F(v) = -v.bv - sum_j softplus((v W + bh)_j), so dCost/dbv_n = -(v_n - v*_n) / N,
+    dCost/dbh_n = -(sigmoid(v_n W + bh_n) - sigmoid(v*_n W + bh_n)) / N and dCost/dW = sum_n v_n^T dbh...
+    One node instead of autograd's dozen: at one subsequence per update the graph's overhead costs
+    more than its arithmetic. v, v*, bv: (N, V), bh: (N, H), W: (V, H) -> a scalar.
+    """
+
+    @staticmethod
+    def forward(ctx, v, v_sample, bv, bh, W):
+        n = v.shape[0]
+        x = torch.addmm(bh.repeat(2, 1), torch.cat([v, v_sample]), W)  # (2N, H): data, then the sample
+        free_gap = F.softplus(x[n:]).sum() - F.softplus(x[:n]).sum() - ((v - v_sample) * bv).sum()
+        ctx.save_for_backward(v, v_sample, x, W)
+        return free_gap / max(n, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, v_sample, x, W = ctx.saved_tensors
+        n = v.shape[0]
+        scale = grad / max(n, 1)
+        signed = x.sigmoid().mul_(scale)  # (2N, H)
+        signed[:n].neg_()  # -sigmoid(data) scale, +sigmoid(sample) scale
+        grad_bh = signed[:n] + signed[n:]  # (N, H)
+        grad_bv = (v_sample - v) * scale  # (N, V)
+        grad_w = torch.cat([v, v_sample]).t() @ signed if ctx.needs_input_grad[4] else None
+        return None, None, grad_bv, grad_bh, grad_w
+
+
 class TanhRecurrence(torch.autograd.Function):
     """u_t = tanh(x_t + u_{t-1} Wuu) over t, with a hand-written backward pass through time.
 
@@ -332,12 +365,11 @@ class TanhRecurrence(torch.autograd.Function):
         u = ctx.u  # (T, B, R)
         g = grad_u.transpose(0, 1).contiguous().numpy()  # (T, B, R)
         w_t = Wuu.detach().numpy().T
-        grad_a = np.empty_like(u)  # gradient at the tanh input of each step
-        carry = np.zeros_like(u[0])
+        grad_a = 1.0 - u * u  # tanh's derivative at every step at once; then, in place, the gradient
+        carry = np.zeros_like(u[0])  # at the tanh input of each step (two operations a step)
         for t in range(u.shape[0] - 1, -1, -1):
             a = grad_a[t]
-            np.add(g[t], carry, out=a)
-            a *= 1.0 - u[t] * u[t]
+            a *= g[t] + carry
             carry = a @ w_t
         u_start_np = u_start.detach().numpy()
         u_prev = np.concatenate([u_start_np[None], u[:-1]], axis=0)  # (T, B, R)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig, TanhRecurrence
+from rnnrbm_studio.model import BernoulliSampler, FreeEnergyGap, RnnRbm, RnnRbmConfig, TanhRecurrence
 
 V, H, R = 5, 4, 3
 ALL_V = np.array(list(itertools.product([0, 1], repeat=V)), dtype=np.float64)  # (32, V)
@@ -56,6 +56,9 @@ class ThresholdSampler:
 
     def uniform(self, shape, dtype=torch.float32):
         return torch.full(shape, 0.5, dtype=dtype)
+
+    def uniform16(self, n, dtype=torch.float32):
+        return torch.full((n,), 0.5, dtype=dtype)
 
     def __call__(self, probabilities):
         return (probabilities > 0.5).to(probabilities.dtype)
@@ -660,3 +663,25 @@ def test_step_with_a_clamp_advances_the_rnn_on_the_whole_frame():
                               clamp_values=torch.tensor([0, 0, 1, 0, 0], dtype=torch.float64))
     assert frame[2] == 1
     assert torch.allclose(after, model.advance(state[None], frame[None])[0])
+
+
+def test_free_energy_gap_gradient_passes_finite_differences_and_equals_autograd():
+    """The CD cost's hand-written node (FreeEnergyGap) against finite differences and autograd's own graph."""
+    generator = torch.Generator().manual_seed(21)
+    n = 7
+    v = (torch.rand(n, V, generator=generator, dtype=torch.float64) < 0.5).double()
+    v_sample = (torch.rand(n, V, generator=generator, dtype=torch.float64) < 0.5).double()
+    bv = torch.randn(n, V, generator=generator, dtype=torch.float64, requires_grad=True)
+    bh = torch.randn(n, H, generator=generator, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(V, H, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: FreeEnergyGap.apply(v, v_sample, *t), (bv, bh, W))
+    model = tiny_model()
+    with torch.no_grad():
+        model.W.copy_(W)
+    reference = (model.free_energy(v, bv, bh) - model.free_energy(v_sample, bv, bh)).sum() / n
+    gap = FreeEnergyGap.apply(v, v_sample, bv, bh, model.W)
+    torch.testing.assert_close(gap, reference, rtol=1e-12, atol=1e-12)
+    fast = torch.autograd.grad(gap * 1.7, (bv, bh, model.W))
+    slow = torch.autograd.grad(reference * 1.7, (bv, bh, model.W))
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
