@@ -60,6 +60,12 @@ def make_optimizer(model: RnnRbm, config: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {config.optimizer!r} (choose sgd or adam)")
 
 
+def _plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
+    """SGD without momentum, weight decay, dampening or nesterov: p -= lr * grad, no state."""
+    return type(optimizer) is torch.optim.SGD and all(
+        not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in optimizer.param_groups)
+
+
 class Trainer:
     def __init__(self, model: RnnRbm, train_rolls: Sequence[np.ndarray], valid_rolls: Sequence[np.ndarray] = (),
                  config: TrainConfig | None = None, checkpoint_path: str | Path | None = None,
@@ -267,11 +273,21 @@ class Trainer:
             self.chains.keep(self._batch_chunks[index], mask, record["negative"])
         if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
             return None
-        self.optimizer.zero_grad(set_to_none=True)
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for parameter in parameters:  # zero_grad(set_to_none=True) without the optimizer's hooks
+            parameter.grad = None
         cost.backward()
         if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-        self.optimizer.step()
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        if _plain_sgd(self.optimizer):
+            # what SGD.step does without momentum (p -= lr g, the same arithmetic), in one call per
+            # group: at one subsequence per update the optimiser's wrappers cost more than the sums
+            with torch.no_grad():
+                for group in self.optimizer.param_groups:
+                    with_grad = [p for p in group["params"] if p.grad is not None]
+                    torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-group["lr"])
+        else:
+            self.optimizer.step()
         with torch.no_grad():
             if config.weight_decay:  # group 0 holds the RBM's parameters: its (scheduled) rate is W's
                 self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * config.weight_decay)
@@ -279,7 +295,9 @@ class Trainer:
                 shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * config.rnn_weight_decay
                 for name in ("Wuh", "Wuv", "Wvu", "Wuu"):
                     getattr(self.model, name).mul_(shrink)
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        # one reduction instead of two small operations per parameter (a NaN or an infinity in any
+        # weight makes the sum non-finite; a finite sum can overflow only for weights beyond 1e33)
+        if not math.isfinite(float(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum())):
             return None
         if config.average:
             self.averaged_state = update_average(self.averaged_state, self.model, config.average)
