@@ -27,7 +27,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import engine, live, quality
+    from . import audio, engine, live, quality
 
     parser = OneLineErrorParser(
         prog="rnnrbm-studio",
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.register(subparsers)
     quality.register(subparsers)
     live.register(subparsers)
+    audio.register(subparsers)
     return parser
 
 

@@ -14,7 +14,6 @@ from ..errors import StudioError
 from ..limits import FRAMES_MAX, MODEL_FIELDS, SEED_MAX
 from ..music.dynamics import SUMMARY as DYNAMICS
 from .options import float_in, from_limits, int_in
-from .training import format_seconds
 
 MIN_BPM, MAX_BPM = 3.6, 1000.0  # mido cannot store a tempo slower than 3.6 bpm (24-bit microseconds per beat)
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
@@ -41,6 +40,8 @@ def register(subparsers) -> None:
     generate.add_argument("--temperature", type=float_in(MIN_TEMPERATURE, MAX_TEMPERATURE), default=1.0,
                           help=f"sampling temperature ({MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}; 1 = the model)")
     generate.add_argument("--seed", type=int_in(0, SEED_MAX), default=None, help=f"(0..{SEED_MAX})")
+    generate.add_argument("--wav", metavar="OUT.wav", help="also render the piece to this WAV file with the built-in synth")
+    generate.add_argument("--soundfont", metavar="SF2", help="the SoundFont --wav plays with (see `render --help`)")
     generate.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
                           help=f"velocities around 80: {DYNAMICS} (default on; off: every note 80)")
     generate.set_defaults(handler=generate_command)
@@ -86,6 +87,8 @@ def generate_command(args: argparse.Namespace) -> int:
     path = model_path_or_default(args.model)
     model, checkpoint = load_model(path)
     check_output_file(Path(args.out), not_over=path)  # before generating, which can take minutes
+    if args.wav:
+        check_output_file(Path(args.wav), not_over=path)
     settings = checkpoint.data.roll_settings
     primer = read_primer(args.primer, settings, label="--primer") if args.primer else None
     started = time.perf_counter()
@@ -99,43 +102,22 @@ def generate_command(args: argparse.Namespace) -> int:
         raise StudioError(f"cannot write {args.out}: {error.strerror or error}") from None
     notes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, roll.shape[1])), roll]), axis=0) > 0))
     print(f"wrote {args.out}: {args.frames} steps, {notes} notes ({seconds * 1e3 / args.frames:.2f} ms per step)")
+    if args.wav:
+        from ..live.audio_render import render_midi_file
+
+        result = render_midi_file(args.out, args.wav, soundfont=args.soundfont)  # the .mid just written, heard
+        print(f"wrote {args.wav}: {result.seconds:.1f} s of audio, played with {result.soundfont}")
     return 0
 
 
 # ------------------------------------------------------------------------------------- info
 def info_command(args: argparse.Namespace) -> int:
     from ..training.checkpoint import load_checkpoint
+    from .model_info import summary_lines
 
     path = model_path_or_default(args.model)
-    checkpoint = load_checkpoint(path)
-    print(f"model: {path}")
-    print("  " + ", ".join(f"{k} {v}" for k, v in checkpoint.model_config.to_dict().items()))
-    print(f"  parameters: {sum(v.numel() for v in checkpoint.model_state.values()):,}")
-    print(f"data: {checkpoint.data.description or '-'}")
-    print(f"  time grid: {checkpoint.data.roll_settings.describe()}")
-    training = checkpoint.training
-    if training is not None:
-        progress, train = training.progress, training.train_config
-        print(f"training: {progress.epochs_completed}/{train.epochs} epochs, "
-              f"{format_seconds(progress.elapsed_seconds)} of training")
-        print("  " + ", ".join(f"{k} {v}" for k, v in train.to_dict().items()))
-        if checkpoint.history:
-            last = checkpoint.history[-1]
-            readings = [f"{label} {value:.3f}" for label, value in (("monitor", last.monitor),
-                                                                    ("valid", last.valid_monitor)) if value is not None]
-            if readings:
-                print("  last epoch: " + ", ".join(readings))
-        if progress.best_valid_monitor is not None:
-            print(f"  best valid monitor: {progress.best_valid_monitor:.3f}")
-        partial = training.epoch_in_progress
-        if partial:
-            print(f"  stopped during epoch {partial.epoch} after update {partial.step} (--resume continues from there)")
-    if checkpoint.training_problem:
-        print(f"training state: damaged, ignored ({checkpoint.training_problem})")
-    for name in ("history_note", "evaluation", "recipe", "candidates"):
-        if getattr(checkpoint, name):
-            print(f"{name}: {getattr(checkpoint, name)}")
-    print(f"saved: {checkpoint.saved_at or '?'}")
+    for line in summary_lines(path, load_checkpoint(path)):
+        print(line)
     return 0
 
 

@@ -43,18 +43,11 @@ _SYSTEM_LABELS = {"LINUX_ALSA": "ALSA", "UNIX_JACK": "JACK", "MACOSX_CORE": "Cor
 _PLATFORM_APIS = {"linux": ("LINUX_ALSA", "UNIX_JACK"), "darwin": ("MACOSX_CORE", "UNIX_JACK"),
                   "win32": ("WINDOWS_MM",)}
 
-NO_PORT_HELP = f"""\
-No MIDI output to play on. RNN-RBM Studio composes MIDI; a synthesizer turns it into sound. Either:
-  - start a software synth, then choose its port. FluidSynth with a General MIDI soundfont works everywhere:
-      Linux, ALSA:   fluidsynth -a pulseaudio -m alsa_seq /usr/share/sounds/sf2/FluidR3_GM.sf2
-      Linux, JACK:   start JACK (qjackctl, or: jackd -d alsa), then
-                     fluidsynth -a jack -m jack /usr/share/sounds/sf2/FluidR3_GM.sf2
-      macOS:         brew install fluidsynth; fluidsynth -a coreaudio -m coremidi SOUNDFONT.sf2
-      Windows:       "Microsoft GS Wavetable Synth" is normally listed; otherwise install a MIDI synth
-  - or play on the virtual port "{VIRTUAL_PORT_NAME}" (Linux and macOS; `--virtual` on the command line)
-    and connect it to any synth or DAW (aconnect, qjackctl, your DAW's MIDI input settings).
-On Linux without a sound card, start a JACK server and set MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK.
-Set MIDO_BACKEND to choose the MIDI system yourself."""
+# What `scripts/setup.sh` installs (fluidsynth brings /usr/share/sounds/sf2/default-GM.sf2): the command works
+SYNTH_COMMAND = "fluidsynth -a pulseaudio -m alsa_seq /usr/share/sounds/sf2/default-GM.sf2"
+NO_PORT_HELP = (f"No MIDI output: the built-in synth plays through the speakers. For another synth, start "
+                f"one such as FluidSynth (Linux: {SYNTH_COMMAND}; on JACK: -a jack -m jack) and press Refresh, or play on the virtual "
+                f"port \"{VIRTUAL_PORT_NAME}\" (--virtual) and connect it. MIDO_BACKEND chooses the MIDI system.")
 
 
 # ------------------------------------------------------------------------------- systems

@@ -65,6 +65,20 @@ def read_midi(source: str | os.PathLike | bytes, settings: RollSettings | None =
         raise MidiReadError(f"unusable MIDI content ({_describe(error)})") from None
 
 
+def parse_midi_file(source: str | os.PathLike | bytes) -> mido.MidiFile:
+    """A MIDI file (a path or its bytes) as mido reads it, read and bounded as read_midi does;
+    MidiReadError, and only that, for anything that is not a usable MIDI file."""
+    data = _read_bytes(source)
+    try:
+        return _parse_midi(data)
+    except MidiReadError:
+        raise
+    except MidiTooCostly as error:
+        raise MidiReadError(str(error)) from None
+    except Exception as error:  # mido raises OSError, EOFError, ValueError, KeyError, ...
+        raise MidiReadError(f"not a readable MIDI file ({_describe(error)})") from None
+
+
 def _parse_midi(data: bytes) -> mido.MidiFile:
     # Each parse is bounded before mido builds anything (midi_scan); the two together share one budget.
     spent = check_midi_cost(data)
@@ -290,4 +304,4 @@ def save_midi_atomically(midi: mido.MidiFile, path: str | os.PathLike) -> None:
     write_atomically(path, lambda stream: midi.save(file=stream))
 
 
-__all__ = ["MidiReadError", "read_midi", "roll_to_midi", "save_midi_atomically", "MAX_FILE_BYTES"]
+__all__ = ["MidiReadError", "read_midi", "parse_midi_file", "roll_to_midi", "save_midi_atomically", "MAX_FILE_BYTES"]
