@@ -266,7 +266,8 @@ def test_recorder_exports_the_frames_at_the_settings_tempo_and_sound(tmp_path, s
     recorder = Recorder(n_keys=88)
     for index, frame in enumerate([(0,), (0, 5), (), (12,)]):
         recorder.add(played(index, *frame))
-    settings = PlaybackSettings(bpm=90, steps_per_beat=steps_per_beat, velocity=64, channel=5, program=40)
+    settings = PlaybackSettings(bpm=90, steps_per_beat=steps_per_beat, velocity=64, channel=5, program=40,
+                                dynamics=False)
     midi = recorder.export_midi(tmp_path / "take.mid", settings, lowest_pitch=21)
     assert midi.ticks_per_beat == ticks_per_beat
     assert mido.tempo2bpm(midi.tracks[0][0].tempo) == pytest.approx(90)

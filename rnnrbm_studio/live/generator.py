@@ -6,6 +6,10 @@ weights) drops the queued frames and regenerates from the state after the last f
 already heard is revised. Between frames it asks the port whether its destination still exists (a
 synth that quit drops messages without a word).
 
+In the play-along modes (playalong.py) nothing is generated ahead: the frame that depends on the
+musician is made at its deadline (`due`, asked of the schedule) by PlayAlong.decide, and the
+scheduler sends it at once.
+
 Everything here is guarded by the transport's condition; methods named *_locked expect it held.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 from ..model import BernoulliSampler
 from .clock import Clock
+from .playalong import PLAYALONG_GIBBS_STEPS, PlayAlong, PlayAlongSettings
 from .settings import PlaybackSettings
 from .transport import Transport
 
@@ -34,6 +39,7 @@ class QueuedFrame:
     keys: np.ndarray  # (n_keys,) uint8
     state: torch.Tensor  # RNN state after this frame
     epoch: int
+    held: np.ndarray | None = None  # play-along: the musician's keys at its deadline
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class _Job:
     sampler: BernoulliSampler
     gibbs_steps: int | None
     temperature: float
+    due: tuple[int, float] | None = None  # play-along: (index, deadline) of the frame to decide
+    period: float = 0.0
+    beat: float = 0.0
 
 
 class Generator:
@@ -56,7 +65,9 @@ class Generator:
     """
 
     def __init__(self, model, transport: Transport, settings: PlaybackSettings, clock: Clock,
-                 imminent: Callable[[int], int], lookahead: int = 4, probe_interval: float = 0.25):
+                 imminent: Callable[[int], int], lookahead: int = 4, probe_interval: float = 0.25,
+                 due: Callable[[], tuple[int, float] | None] | None = None,
+                 on_musician_frame: Callable[[int, np.ndarray], Any] | None = None):
         self._model = copy.deepcopy(model).eval()
         self.n_keys = int(self._model.config.n_visible)
         self.lowest_pitch = int(self._model.config.lowest_pitch)
@@ -77,6 +88,23 @@ class Generator:
         self._sampler = BernoulliSampler(settings.seed)
         self._generated = 0
         self._generation_seconds = 0.0
+        # play-along: `due()` (under the lock) is (index, deadline) of the next frame to decide, None
+        # while the schedule is not anchored; on_musician_frame(index, keys) gets each complete
+        # musician frame (outside the lock)
+        self._due = due
+        self._on_musician_frame = on_musician_frame
+        self.playalong: PlayAlong | None = None
+
+    def set_playalong_locked(self, playalong: PlayAlong | None) -> None:
+        """Play along (or, with None or solo settings, alone) from the next frame on; frames made
+        ahead without hearing the musician are dropped."""
+        self.playalong = playalong
+        if playalong is not None:
+            playalong.forget()
+        self._regenerate_locked()
+
+    def _playing_along_locked(self) -> bool:
+        return self.playalong is not None and self.playalong.settings.listening
 
     # ----------------------------------------------------------------- the scheduler's side
     def has_frame_locked(self) -> bool:
@@ -157,9 +185,11 @@ class Generator:
         temperature or new weights a fraction of a second later is not heard as late. A new state
         (reset, prime) drops them all: it replaces what follows the last frame played.
         """
-        kept = self._imminent(len(self._queue)) if keep_imminent else 0
+        kept = self._imminent(len(self._queue)) if keep_imminent and not self._playing_along_locked() else 0
         while len(self._queue) > kept:
             self._queue.pop()
+        if not keep_imminent and self.playalong is not None:
+            self.playalong.forget()
         self._generator_state = self._queue[-1].state if self._queue else self.played_state
         self._epoch += 1
         self._lock.notify_all()
@@ -174,14 +204,25 @@ class Generator:
             use_one_torch_thread_here()
             while True:
                 with self._lock:
+                    due = None
                     while True:
                         if transport.stopping:
                             return
                         now = clock.now()
-                        if now >= next_probe or len(self._queue) < self._lookahead:
+                        if now >= next_probe:
+                            break
+                        if self._playing_along_locked():
+                            due = self._due() if self._due is not None and not self._queue else None
+                            if due is not None and now >= due[1]:
+                                break
+                            clock.wait(self._lock, next_probe if due is None else min(due[1], next_probe),
+                                       "generator")
+                            continue
+                        due = None
+                        if len(self._queue) < self._lookahead:
                             break
                         clock.wait(self._lock, next_probe, "generator")
-                    job = None if now >= next_probe else self._job_locked()
+                    job = None if now >= next_probe else self._job_locked(due)
                 if job is None:
                     next_probe = now + self._probe_interval
                     problem = probe()
@@ -194,12 +235,18 @@ class Generator:
             log.exception("generating the next frame failed")
             transport.fail(f"generating music failed ({type(error).__name__}: {error})")
 
-    def _job_locked(self) -> _Job:
+    def _job_locked(self, due: tuple[int, float] | None = None) -> _Job:
         settings = self._settings
-        return _Job(self._model, self._generator_state, self._epoch, self._sampler, settings.gibbs_steps,
-                    settings.temperature)
+        gibbs_steps = settings.gibbs_steps
+        if due is not None and gibbs_steps is None:  # the model's own may be far too slow to reply in time
+            gibbs_steps = min(PLAYALONG_GIBBS_STEPS, int(self._model.config.gibbs_steps))
+        return _Job(self._model, self._generator_state, self._epoch, self._sampler, gibbs_steps,
+                    settings.temperature, due, settings.frame_period, 60.0 / settings.bpm)
 
     def _make(self, job: _Job) -> None:
+        if job.due is not None:
+            self._decide(job)
+            return
         started = time.perf_counter()
         # the one place where the temperature becomes the sampler's inverse temperature (beta)
         frame, new_state = job.model.step(job.state, job.sampler, job.gibbs_steps, 1.0 / job.temperature)
@@ -212,6 +259,26 @@ class Generator:
                 self._queue.append(QueuedFrame(keys, new_state, job.epoch))
                 self._generator_state = new_state
                 self._lock.notify_all()
+
+
+    def _decide(self, job: _Job) -> None:
+        """Play along: the frame `job.due` is made now, at its deadline, from what the musician holds."""
+        index, deadline = job.due
+        playalong = self.playalong
+        started = time.perf_counter()
+        decision = playalong.decide(job.model, job.state, deadline, job.period, job.beat, job.sampler,
+                                    job.gibbs_steps, 1.0 / job.temperature)
+        took = time.perf_counter() - started
+        with self._lock:
+            self._generated += 1
+            self._generation_seconds += took
+            if job.epoch == self._epoch:
+                self._queue.append(QueuedFrame(decision.keys, decision.state, job.epoch, decision.held))
+                self._generator_state = decision.state
+                self._lock.notify_all()
+            # else a change came while deciding: the same frame is decided again, from the same state
+        if decision.previous_musician is not None and index > 0 and self._on_musician_frame is not None:
+            self._on_musician_frame(index - 1, decision.previous_musician)
 
 
 def use_one_torch_thread_here() -> None:

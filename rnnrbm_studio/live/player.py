@@ -7,7 +7,9 @@ LivePlayer is the face the window, the command line and the tests use; the work 
 - note_output.py: the port and the open notes (no note is ever left sounding);
 - recorder.py: what was played, and its export to MIDI;
 - transport.py: playing, paused or stopped, the two threads, and the condition they wait on;
-- settings.py: PlaybackSettings, checked once.
+- settings.py: PlaybackSettings, checked once;
+- playalong.py and frame_folding.py: playing along with a musician (accompany, answer), whose MIDI
+  input (midi_input.py) the player listens to (listen_to()).
 
 Timing, measured (benchmarks/bench_playback.py): the scheduler shares the GIL with the rest of the
 process, so while it runs the GIL switch interval is lowered to 1 ms; it asks for real-time priority
@@ -28,9 +30,11 @@ import torch
 from ..music.pianoroll import RollSettings
 from ..music.primer import read_primer
 from .clock import Clock, MonotonicClock
+from .frame_folding import FrameFolder
 from .generator import Generator
 from .note_output import NoteOutput
 from .output_port import PortError
+from .playalong import PlayAlong, PlayAlongSettings
 from .recorder import PlayedFrame, Recorder
 from .scheduler import Schedule, Scheduler
 from .settings import PlaybackSettings
@@ -58,7 +62,7 @@ class LivePlayer:
                  probe_interval: float = 0.25, gil_switch_interval: float | None = 0.001,
                  realtime_priority: bool = True, clock: Clock | None = None,
                  on_error: Callable[[str], Any] | None = None, on_stopped: Callable[[str], Any] | None = None,
-                 **setting_changes):
+                 playalong: PlayAlongSettings | None = None, **setting_changes):
         settings = replace(settings or PlaybackSettings(), **setting_changes)
         self._clock: Clock = clock or MonotonicClock()
         self.on_error = on_error
@@ -69,10 +73,15 @@ class LivePlayer:
         self._lock = self._transport.lock
         self._settings = settings  # under _lock, as the parts' state (see transport.py)
         self._schedule = Schedule(settings.frame_period, settings.latency_offset, start_delay)
+        self._recorder = Recorder(int(model.config.n_visible), played_buffer_size)
         self._generator = Generator(model, self._transport, settings, self._clock, self._imminent_locked,
-                                    lookahead=lookahead, probe_interval=probe_interval)
+                                    lookahead=lookahead, probe_interval=probe_interval, due=self._schedule.next_due,
+                                    on_musician_frame=self._recorder.add_musician)
         self._output = NoteOutput(port, settings, self._generator.lowest_pitch, self._generator.n_keys)
-        self._recorder = Recorder(self._generator.n_keys, played_buffer_size)
+        # the musician's notes, folded on the frame grid; fed by a MIDI input (listen_to) or directly
+        self.folder = FrameFolder(self._generator.n_keys, self._generator.lowest_pitch)
+        self._inputs: list = []
+        self.set_playalong(playalong or PlayAlongSettings())
         self._scheduler = Scheduler(self._transport, self._schedule, self._generator, self._output,
                                     self._recorder, self._clock, self._finish, realtime_priority)
 
@@ -135,8 +144,49 @@ class LivePlayer:
         """Start playing (again): from the current RNN state; the recording continues."""
         if self._output.port is None:
             raise PortError("no MIDI output chosen to play on")
-        self._transport.start(lambda: self._generator.run(self._output.problem), self._scheduler.run,
+        self._transport.start(lambda: self._generator.run(self._problem), self._scheduler.run,
                               on_begin_locked=self._schedule.restart)
+
+    def _problem(self) -> str | None:
+        """The output's word on its destination, then each input's (a keyboard unplugged, JACK gone)."""
+        problem = self._output.problem()
+        for midi_input in list(self._inputs):
+            problem = problem or midi_input.problem()
+        return problem
+
+    # ------------------------------------------------------------------ playing along
+    def listen_to(self, midi_input) -> None:
+        """Hear the musician on `midi_input` (a midi_input.MidiInput, or anything with
+        add_listener(callable(time, message_bytes)) and problem()). Its events must be stamped with
+        this player's clock. The player never closes it: whoever opened it does."""
+        midi_input.add_listener(self.folder.message)
+        self._inputs.append(midi_input)
+
+    def set_playalong(self, settings: PlayAlongSettings) -> None:
+        """Play alone (mode solo), accompany or answer the musician, from the next frame on."""
+        if not isinstance(settings, PlayAlongSettings):
+            raise TypeError(f"set_playalong() takes PlayAlongSettings, not {type(settings).__name__}")
+        with self._lock:
+            current = self._generator.playalong
+            if current is not None and settings.mode == current.settings.mode:
+                current.set_settings(settings)  # split, notes, answer lengths: no new start needed
+                return
+            self._generator.set_playalong_locked(PlayAlong(self.folder, settings))
+
+    @property
+    def playalong(self) -> PlayAlongSettings:
+        with self._lock:
+            return self._generator.playalong.settings
+
+    @property
+    def answering(self) -> bool:
+        """In answer mode: whether the model is answering now (else it listens)."""
+        with self._lock:
+            return self._generator.playalong.answering
+
+    def musician_roll(self) -> np.ndarray:
+        """The musician's frames beside recorded_roll()'s, (T, n_keys) uint8."""
+        return self._recorder.musician_roll()
 
     def stop(self, timeout: float = 5.0, reason: str = STOP_REQUESTED) -> None:
         """Stop: note-offs for open notes, then All Notes Off on the channel. Returns when done
@@ -239,11 +289,12 @@ class LivePlayer:
         self._recorder.clear()
 
     def export_midi(self, path, bpm: float | None = None, steps_per_beat: int | None = None) -> mido.MidiFile:
-        """Write the recording as a .mid file: the same frames, at one tempo (the current one unless
-        given). Tempo changes, pauses and re-strikes during the session are not in the file."""
+        """Write the recording as a .mid file: the same frames, each as long as it was played (tempo
+        changes kept), or all at `bpm` if given; the musician on a second track if they played.
+        Pauses and re-strikes during the session are not in the file."""
         settings = self.settings
         settings = replace(settings, bpm=bpm or settings.bpm, steps_per_beat=steps_per_beat or settings.steps_per_beat)
-        return self._recorder.export_midi(path, settings, self._generator.lowest_pitch)
+        return self._recorder.export_midi(path, settings, self._generator.lowest_pitch, one_tempo=bpm is not None)
 
     # ------------------------------------------------------------------------- panic
     def panic(self) -> None:

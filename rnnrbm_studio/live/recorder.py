@@ -1,7 +1,10 @@
 """What was played: the whole session's frames (for export to MIDI) and the newest ones for a display.
 
 The scheduler adds each frame as it goes out; the window drains the recent ones on its display
-timer, and the CLI's --record or the window's Export writes the session as a MIDI file.
+timer, and the CLI's --record or the window's Export writes the session as a MIDI file. When the
+model plays along, the musician's frames are kept beside the model's (each complete one frame later,
+when its period has ended) and exported on a track of their own. Each frame keeps the period it was
+played at, so an exported session keeps its tempo changes (a set_tempo where the tempo changed).
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 import mido
 import numpy as np
 
-from ..music.midi_files import roll_to_midi
+from ..music.dynamics import velocities
+from ..music.midi_files import save_midi_atomically
 from .settings import PlaybackSettings
 
 
@@ -23,6 +27,7 @@ class PlayedFrame:
     onsets: np.ndarray  # (n_visible,) bool, keys struck at this frame (re-strikes included)
     deadline: float  # clock time its messages were due on the port
     sent_at: float  # clock time they started going out
+    musician: np.ndarray | None = None  # play-along: (n_visible,) bool, the musician's keys at the deadline
 
 
 class Recorder:
@@ -31,12 +36,20 @@ class Recorder:
         self._lock = threading.Lock()
         # --- under _lock
         self._recorded: list[np.ndarray] = []
+        self._periods: list[float | None] = []  # seconds per frame as played (None: not known)
+        self._musician: dict[int, np.ndarray] = {}  # session index -> the musician's whole frame
+        self._first_index: int | None = None  # session index of _recorded[0]
         self._played: collections.deque[PlayedFrame] = collections.deque(maxlen=max(1, int(buffer_size)))
         self._dropped = 0
 
-    def add(self, frame: PlayedFrame) -> None:
+    def add(self, frame: PlayedFrame, period: float | None = None) -> None:
         with self._lock:
+            if self._first_index is None:
+                self._first_index = frame.index
             self._recorded.append(frame.keys)
+            self._periods.append(period)
+            if frame.musician is not None and frame.index not in self._musician:
+                self._musician[frame.index] = np.asarray(frame.musician, dtype=bool)  # until the whole frame comes
             if len(self._played) == self._played.maxlen:
                 self._dropped += 1
             self._played.append(frame)
@@ -61,18 +74,93 @@ class Recorder:
                 return np.zeros((0, self._n_keys), dtype=np.uint8)
             return np.stack(self._recorded)
 
+    def add_musician(self, index: int, keys: np.ndarray) -> None:
+        """The musician's whole frame `index` (session count), known once its period has ended."""
+        with self._lock:
+            self._musician[int(index)] = np.asarray(keys, dtype=bool)
+
+    def musician_roll(self) -> np.ndarray:
+        """The musician's frames beside roll()'s, (T, n_keys) uint8 (zeros where none was heard)."""
+        with self._lock:
+            return self._musician_roll_locked()
+
+    def _musician_roll_locked(self) -> np.ndarray:
+        roll = np.zeros((len(self._recorded), self._n_keys), dtype=np.uint8)
+        first = self._first_index or 0
+        for index, keys in self._musician.items():
+            if 0 <= index - first < len(roll):
+                roll[index - first] = keys
+        return roll
+
     def clear(self) -> None:
         with self._lock:
             self._recorded.clear()
+            self._periods.clear()
+            self._musician.clear()
+            self._first_index = None
 
-    def export_midi(self, path, settings: PlaybackSettings, lowest_pitch: int) -> mido.MidiFile:
-        """Write the recording as a .mid file at one tempo, with the settings' tempo, grid, velocity,
-        channel and program. Tempo changes, pauses and re-strikes during the session are not in it."""
+    def export_midi(self, path, settings: PlaybackSettings, lowest_pitch: int,
+                    one_tempo: bool = False) -> mido.MidiFile:
+        """Write the recording as a .mid file with the settings' grid, velocity, channel and program.
+        Each frame lasts as long as it was played (a set_tempo where the tempo changed; the settings'
+        tempo for frames of unknown period, or for all with one_tempo). The model's notes are in the
+        first track (with the tempo map); if the musician played, theirs are in a second (type 1).
+        Pauses and re-strikes are not in it."""
         steps_per_beat = settings.steps_per_beat
         ticks_per_beat = 480 if 480 % steps_per_beat == 0 else 96 * steps_per_beat
-        return roll_to_midi(self.roll(), path, bpm=settings.bpm, steps_per_beat=steps_per_beat,
-                            ticks_per_beat=ticks_per_beat, velocity=settings.velocity, channel=settings.channel,
-                            program=settings.program, lowest_pitch=lowest_pitch)
+        ticks_per_step = ticks_per_beat // steps_per_beat
+        with self._lock:
+            model = np.stack(self._recorded) if self._recorded else np.zeros((0, self._n_keys), np.uint8)
+            musician = self._musician_roll_locked()
+            periods = [None if one_tempo else p for p in self._periods]
+            first_step = self._first_index or 0
+        tempos = [mido.bpm2tempo(settings.bpm if p is None else 60.0 / (p * steps_per_beat)) for p in periods]
+        meta = [mido.MetaMessage("track_name", name="model", time=0)] if musician.any() else []
+        first = mido.bpm2tempo(settings.bpm) if not tempos else tempos[0]
+        tempo_changes = [(i * ticks_per_step, 0, mido.MetaMessage("set_tempo", tempo=t))
+                         for i, t in enumerate(tempos) if i > 0 and t != tempos[i - 1]]
+        # the model's notes as loud as they were played (the dynamics rule, by each frame's step); the
+        # musician's velocities are not kept: theirs are at the base velocity
+        strength = velocities(model, steps_per_beat, settings.velocity, first_step, settings.dynamics)
+        flat = velocities(musician, steps_per_beat, settings.velocity, dynamics=False)
+        tracks = [_track(model, strength, ticks_per_step, settings, lowest_pitch,
+                         [mido.MetaMessage("set_tempo", tempo=first, time=0), *meta], tempo_changes)]
+        if musician.any():
+            tracks.append(_track(musician, flat, ticks_per_step, settings, lowest_pitch,
+                                 [mido.MetaMessage("track_name", name="musician", time=0)], []))
+        midi = mido.MidiFile(type=0 if len(tracks) == 1 else 1, ticks_per_beat=ticks_per_beat)
+        midi.tracks.extend(tracks)
+        if path is not None:
+            save_midi_atomically(midi, path)
+        return midi
+
+
+def _track(roll: np.ndarray, strength: np.ndarray, ticks_per_step: int, settings: PlaybackSettings,
+           lowest_pitch: int, head: list, extra: list) -> mido.MidiTrack:
+    """A roll as one track: consecutive frames of a key make one held note; `extra` are (tick, order,
+    message) to merge in (tempo changes, which go before the notes at their tick)."""
+    channel = settings.channel
+    events = list(extra)  # (tick, order, message): tempo, then note-offs, then note-ons at a tick
+    padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
+    padded[1:-1] = roll > 0
+    changes = np.diff(padded, axis=0)  # +1 at onsets, -1 at releases, frame index = row
+    for frame, key in zip(*np.nonzero(changes)):
+        pitch = int(key) + lowest_pitch
+        if changes[frame, key] > 0:
+            events.append((int(frame) * ticks_per_step, 2, mido.Message(
+                "note_on", note=pitch, velocity=int(strength[frame, key]), channel=channel)))
+        else:
+            events.append((int(frame) * ticks_per_step, 1, mido.Message(
+                "note_off", note=pitch, velocity=0, channel=channel)))
+    events.sort(key=lambda e: (e[0], e[1], getattr(e[2], "note", 0)))
+    track = mido.MidiTrack(head)
+    track.append(mido.Message("program_change", program=settings.program, channel=channel, time=0))
+    now = 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, roll.shape[0] * ticks_per_step - now)))
+    return track
 
 
 __all__ = ["PlayedFrame", "Recorder"]

@@ -78,6 +78,12 @@ class Schedule:
             self._anchor_index, self._anchor_time = self._last_sent
         self.period = float(period)
 
+    def next_due(self) -> tuple[int, float] | None:
+        """(index, deadline) of the next frame to go out; None before the grid is anchored."""
+        if self.restart_pending:
+            return None
+        return self.next_index, self.deadline(self.next_index)
+
     def due_by(self, horizon: float, queued: int) -> int:
         """How many of the next `queued` frames are due by `horizon` (none before the grid is anchored)."""
         if self.restart_pending:
@@ -142,7 +148,9 @@ class Scheduler:
                     paused_silenced = True
                     clock.wait(self._lock, None, "scheduler")
                     continue
-                schedule.anchor_if_restarting(clock.now())
+                if schedule.restart_pending:
+                    schedule.anchor_if_restarting(clock.now())
+                    self._lock.notify_all()  # a play-along generator waits for the first deadline
                 if not self._generator.has_frame_locked():
                     clock.wait(self._lock, None, "scheduler")
                     continue
@@ -159,7 +167,7 @@ class Scheduler:
     def _play(self, item: QueuedFrame, index: int, deadline: float) -> None:
         sent_at, onsets, failure = self._output.play_frame(item.keys, deadline, index, self._clock)
         self._recorder.add(PlayedFrame(index=index, keys=item.keys, onsets=onsets, deadline=deadline,
-                                       sent_at=sent_at))
+                                       sent_at=sent_at, musician=item.held), self._schedule.period)
         if failure:
             self._transport.fail(failure)
 
