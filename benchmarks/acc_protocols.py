@@ -13,6 +13,12 @@ Each ACC is read three ways, since papers differ in how they pool frames: "poole
 all frames before dividing (Bay et al. 2009, the issue's definition, what `eval` reports); "per frame"
 averages each frame's TP / (TP + FP + FN) (a frame with nothing to find and nothing found counts 1);
 "per piece" averages each piece's pooled ACC.
+
+    .venv/bin/python benchmarks/acc_protocols.py MODEL DATA --mixing [--pieces N] [--burn-ins 25,100,400,1600]
+
+measures instead whether the chains of the author's ACC (`eval`'s acc_author_percent: each sample's
+own TP / (TP + FP + FN), averaged over samples, then over frames) have mixed: the same ACC after
+each burn-in, beside the one read from importance-weighted AIS states (which no mixing can bias).
 """
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rnnrbm_studio.training.checkpoint import load_model  # noqa: E402
 from rnnrbm_studio.music.corpus import load_corpus  # noqa: E402
-from rnnrbm_studio.quality.accuracy import accuracy_from_counts  # noqa: E402
+from rnnrbm_studio.model import BernoulliSampler  # noqa: E402
+from rnnrbm_studio.quality.accuracy import accuracy_from_counts, author_accuracy  # noqa: E402
+from rnnrbm_studio.quality.ais import log_likelihood  # noqa: E402
 from rnnrbm_studio.quality.frames import conditional_frames  # noqa: E402
 
 
@@ -70,6 +78,20 @@ def report(label: str, ways: dict[str, float]) -> None:
     print(f"{label:<40}" + "  ".join(f"{way} {value:.4f}" for way, value in ways.items()))
 
 
+def mixing(model, frames, burn_ins: list[int], chains: int, samples: int, ais_chains: int, betas: int,
+           seed: int) -> None:
+    """The author's ACC after each burn-in, then from AIS-weighted states (see the module docstring)."""
+    for burn_in in burn_ins:
+        acc = author_accuracy(model, frames, samples, chains, burn_in, 20, BernoulliSampler(seed))
+        print(f"author's ACC, Gibbs from v_t-1, {burn_in:5d} steps: {100 * acc.mean:.2f}% ± {100 * acc.se:.2f} "
+              f"({acc.samples} samples, {acc.chains} chains, {acc.seconds:.0f} s)", flush=True)
+    if ais_chains:
+        ll = log_likelihood(model, frames, ais_chains, betas, BernoulliSampler(seed))
+        print(f"author's ACC, AIS-weighted ({ais_chains} x {betas}): {100 * ll.accuracy_author:.2f}% "
+              f"(mean ESS {ll.mean_ess:.1f}; LL {ll.mean:.3f}, {ll.frames_below_lower_bound:.1%} of frames below "
+              f"the sure bound; {ll.seconds:.0f} s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -79,6 +101,11 @@ def main() -> int:
     parser.add_argument("--chains", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mixing", action="store_true", help="the author's ACC against burn-in (see above)")
+    parser.add_argument("--burn-ins", default="25,100,400,1600")
+    parser.add_argument("--samples", type=int, default=16, help="--mixing: samples per frame")
+    parser.add_argument("--ais-chains", type=int, default=16, help="--mixing: AIS chains (0 skips)")
+    parser.add_argument("--betas", type=int, default=1000, help="--mixing: AIS temperatures")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, _ = load_model(args.model)
@@ -88,6 +115,10 @@ def main() -> int:
     target = frames.v.numpy().astype(bool)
     lengths = [len(p.roll) for p in pieces]
     print(f"{args.model}: {args.split} split, {len(pieces)} pieces, {len(frames)} frames")
+    if args.mixing:
+        mixing(model, frames, [int(b) for b in args.burn_ins.split(",")], min(args.chains, args.samples),
+               args.samples, args.ais_chains, args.betas, args.seed)
+        return 0
     report("repeat the previous frame", pooled_ways(frames.v_prev.numpy().astype(bool), target, lengths))
     started = time.monotonic()
     p = marginals(model, frames, args.chains, args.steps, args.seed)

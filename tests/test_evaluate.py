@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
+from rnnrbm_studio.training.checkpoint import load_model, model_checkpoint, save_checkpoint
 from rnnrbm_studio.cli import main
 from rnnrbm_studio.quality.accuracy import accuracy_counts, accuracy_from_counts, expected_accuracy, tutorial_monitor
 from rnnrbm_studio.quality.ais import (ais_log_partition, base_marginals, beta_schedule, exact_log_partition,
@@ -273,7 +273,7 @@ def test_eval_command_prints_a_table(tiny_model_and_pickle, capsys):
     assert code == 0
     assert "test: 2 pieces, 35 steps" in out
     assert "log-likelihood per step, nats (AIS)" in out and "4 chains x 20 betas" in out
-    assert "expected frame accuracy (ACC)" in out
+    assert "frame accuracy (ACC), %, author protocol" in out and "pooled ACC, %, AIS-weighted" in out
     assert "tutorial monitor (reconstruction, not LL)" in out
 
 
@@ -360,6 +360,91 @@ def test_the_table_warns_when_ais_has_not_converged():
     assert "AIS has not converged (20% of frames" in format_table(values)
     ll["frames_below_lower_bound"] = 0.005
     assert "not converged" not in format_table(values)
+
+
+def _table_value(table: str, label: str) -> float:
+    line = next(line for line in table.splitlines() if line.strip().startswith(label))
+    return float(line[len(line) - len(line.lstrip()) + len(label):].split()[0])
+
+
+def test_the_table_never_prints_a_log_likelihood_above_its_own_sure_bound():
+    """Issue 15: the estimate was printed above the 'sure upper bound', and the value 'raised to the sure
+    bound' below the estimate. The headline is now capped per frame (never above the bound) and the
+    uncapped estimate, when the bound proves it impossible, says so."""
+    from rnnrbm_studio.cli.quality import format_table
+
+    ll = {"mean": -2.074, "se": 0.01, "chains": 32, "betas": 100, "base": "marginals", "seconds": 1.0,
+          "mean_floored": -2.310, "upper_bound": -2.261, "frames_below_lower_bound": 0.267, "mean_ess": 5.0,
+          "accuracy": 0.6}
+    values = {"model": "m.pt", "data": "d.pickle", "split": "test", "pieces": 1, "frames": 10, "log_likelihood": ll,
+              "accuracy": None, "app_accuracy": None, "monitor": None, "seconds": 1.0, "seed": 0}
+    table = format_table(values)
+    headline = _table_value(table, "log-likelihood per step, nats (AIS)")
+    bound = _table_value(table, "sure upper bound (distinct states seen)")
+    assert headline == -2.31 and bound == -2.261 and headline <= bound
+    assert "raised to the sure bound" not in table
+    uncapped = next(line for line in table.splitlines() if "AIS estimate uncapped" in line)
+    assert "-2.0740" in uncapped and "impossible: AIS has not converged" in uncapped
+    # converged: the capped and uncapped values agree and nothing is flagged
+    ll.update(mean=-2.40, mean_floored=-2.40, frames_below_lower_bound=0.0)
+    table = format_table(values)
+    assert "impossible" not in table and "the same where AIS has converged" in table
+
+
+def test_eval_table_of_an_unconverged_run_is_consistent(tiny_model_and_pickle, capsys):
+    """A real run with one temperature (far from converged): the printed numbers keep their order."""
+    model_file, data_file = tiny_model_and_pickle
+    model, _ = load_model(model_file)
+    chord = next(frame for frame in pickle.loads(data_file.read_bytes())["test"][0] if frame)
+    keys = [note - 21 for note in chord]
+    with torch.no_grad():  # a deep narrow well at one chord of the test data, which no chain from silence finds
+        for name in ("Wuv", "Wuh"):
+            getattr(model, name).zero_()
+        model.bv.fill_(-5.0)
+        model.W.fill_(-10.0)
+        model.W[keys] = 10.0
+        model.bh.fill_(-10.0 * len(keys) + 5.0)  # every hidden unit on for that chord only
+    save_checkpoint(model_file, model_checkpoint(model))
+    assert main(["eval", str(model_file), str(data_file), "--chains", "2", "--betas", "1", "--acc-samples", "0",
+                 "--acc-author-samples", "0"]) == 0
+    table = capsys.readouterr().out
+    headline = _table_value(table, "log-likelihood per step, nats (AIS)")
+    bound = _table_value(table, "sure upper bound (distinct states seen)")
+    uncapped = _table_value(table, "AIS estimate uncapped")
+    assert headline <= bound + 1e-4 and headline <= uncapped + 1e-4
+    assert uncapped > headline  # this run did go above the bound on some frames: the case being tested
+
+
+def test_eval_json_reports_the_authors_accuracy(tiny_model_and_pickle, capsys):
+    model_file, data_file = tiny_model_and_pickle
+    assert main(["eval", str(model_file), str(data_file), "--json", "--chains", "2", "--betas", "5",
+                 "--acc-samples", "0", "--acc-author-samples", "6", "--acc-author-chains", "3",
+                 "--acc-author-burn-in", "7", "--acc-author-thin", "2", "--record"]) == 0
+    values = json.loads(capsys.readouterr().out)
+    author = values["author_accuracy"]
+    assert 0 <= values["acc_author_percent"] <= 100
+    assert values["acc_author_percent"] == pytest.approx(100 * author["mean"])
+    assert author["samples"] == 6 and author["chains"] == 3 and author["frames"] == 35
+    assert author["sampler"] == ("3 block-Gibbs chains per frame from the true v_(t-1), 7 steps, "
+                                 "then 2 samples per chain 2 steps apart")
+    assert "both silent score 1" in author["both_empty_rule"]
+    assert 0 <= values["log_likelihood"]["accuracy_author"] <= 1
+    from rnnrbm_studio.training.checkpoint import load_checkpoint
+    recorded = load_checkpoint(model_file).evaluation
+    assert recorded["acc_author_percent"] == round(values["acc_author_percent"], 2)
+    assert recorded["acc_author_samples_per_frame"] == 6
+    # and the table puts it first among the accuracies, with its protocol
+    assert main(["eval", str(model_file), str(data_file), "--chains", "0", "--acc-samples", "0",
+                 "--acc-author-samples", "4", "--acc-author-chains", "2"]) == 0
+    assert "frame accuracy (ACC), %, author protocol" in capsys.readouterr().out
+
+
+def test_eval_refuses_author_samples_that_its_chains_do_not_divide(tiny_model_and_pickle, capsys):
+    model_file, data_file = tiny_model_and_pickle
+    assert main(["eval", str(model_file), str(data_file), "--acc-author-samples", "10",
+                 "--acc-author-chains", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must be a multiple of --acc-author-chains" in err and "\n" not in err
 
 
 def test_eval_does_not_record_into_a_model_file_replaced_meanwhile(tiny_model_and_pickle, monkeypatch, capsys):

@@ -22,7 +22,8 @@ MAX_PIECES = 1_000_000
 
 
 def register(subparsers) -> None:
-    from ..quality.accuracy import DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES
+    from ..quality.accuracy import (DEFAULT_ACC_GIBBS_STEPS, DEFAULT_ACC_SAMPLES, DEFAULT_AUTHOR_BURN_IN,
+                                    DEFAULT_AUTHOR_CHAINS, DEFAULT_AUTHOR_SAMPLES, DEFAULT_AUTHOR_THIN)
     from ..quality.ais import DEFAULT_BETAS, DEFAULT_CHAINS
 
     ev = subparsers.add_parser(
@@ -41,12 +42,24 @@ def register(subparsers) -> None:
                     help=f"AIS intermediate temperatures (1..{MAX_BETAS}; default {DEFAULT_BETAS})")
     ev.add_argument("--base", choices=("marginals", "biases"), default="marginals",
                     help="AIS base RBM: each frame's estimated marginals (default) or its visible biases")
-    ev.add_argument("--acc-samples", type=int_in(0, MAX_CHAINS), default=DEFAULT_ACC_SAMPLES,
-                    help=f"predictions per frame for the accuracy (0..{MAX_CHAINS}; default {DEFAULT_ACC_SAMPLES}; "
-                         f"0 skips it)")
     gibbs = from_limits(MODEL_FIELDS, "gibbs_steps")
+    ev.add_argument("--acc-author-samples", type=int_in(0, MAX_CHAINS), default=DEFAULT_AUTHOR_SAMPLES,
+                    help=f"samples per frame for the ACC under the paper author's protocol (each sample's own "
+                         f"accuracy, averaged, then the mean over frames) (0..{MAX_CHAINS}, a multiple of "
+                         f"--acc-author-chains; default {DEFAULT_AUTHOR_SAMPLES}; 0 skips it)")
+    ev.add_argument("--acc-author-chains", type=int_in(1, MAX_CHAINS), default=DEFAULT_AUTHOR_CHAINS,
+                    help=f"Gibbs chains per frame those samples come from (1..{MAX_CHAINS}; "
+                         f"default {DEFAULT_AUTHOR_CHAINS})")
+    ev.add_argument("--acc-author-burn-in", type=gibbs, default=DEFAULT_AUTHOR_BURN_IN,
+                    help=f"Gibbs steps from the previous frame before a chain's first sample "
+                         f"({gibbs.span}; default {DEFAULT_AUTHOR_BURN_IN})")
+    ev.add_argument("--acc-author-thin", type=gibbs, default=DEFAULT_AUTHOR_THIN,
+                    help=f"Gibbs steps between a chain's samples ({gibbs.span}; default {DEFAULT_AUTHOR_THIN})")
+    ev.add_argument("--acc-samples", type=int_in(0, MAX_CHAINS), default=DEFAULT_ACC_SAMPLES,
+                    help=f"predictions per frame for the pooled accuracy (0..{MAX_CHAINS}; "
+                         f"default {DEFAULT_ACC_SAMPLES}; 0 skips it)")
     ev.add_argument("--gibbs-steps", type=gibbs, default=DEFAULT_ACC_GIBBS_STEPS,
-                    help=f"Gibbs steps per predicted frame for the ACC, from the previous frame "
+                    help=f"Gibbs steps per predicted frame for the pooled ACC, from the previous frame "
                          f"({gibbs.span}; default {DEFAULT_ACC_GIBBS_STEPS})")
     ev.add_argument("--pieces", type=int_in(1, MAX_PIECES), default=None,
                     help=f"measure only the first N pieces of the split (1..{MAX_PIECES})")
@@ -64,6 +77,9 @@ def eval_command(args: argparse.Namespace) -> int:
     from ..music.corpus import load_corpus
     from ..quality.evaluate import evaluate_model
 
+    if args.acc_author_samples % args.acc_author_chains:
+        raise StudioError(f"--acc-author-samples ({args.acc_author_samples}) must be a multiple of "
+                          f"--acc-author-chains ({args.acc_author_chains})")
     if args.threads:
         torch.set_num_threads(args.threads)
     identity = _identity(args.model)  # before reading: a file replaced while it is measured is not recorded into
@@ -84,7 +100,9 @@ def eval_command(args: argparse.Namespace) -> int:
 
     result = evaluate_model(model, rolls, args.split, chains=args.chains, n_betas=args.betas,
                             acc_samples=args.acc_samples, seed=args.seed, gibbs_steps=args.gibbs_steps,
-                            base=args.base, progress=progress)
+                            base=args.base, progress=progress, author_samples=args.acc_author_samples,
+                            author_chains=args.acc_author_chains, author_burn_in=args.acc_author_burn_in,
+                            author_thin=args.acc_author_thin)
     if interactive:
         sys.stderr.write("\r\033[K")
     values = result.to_dict()
@@ -125,12 +143,17 @@ def summary(values: dict) -> dict:
     ll, acc = values.get("log_likelihood"), values.get("accuracy")
     if ll:
         out.update(log_likelihood=round(ll["mean"], 4), log_likelihood_se=round(ll["se"], 4),
+                   log_likelihood_capped=round(ll["mean_floored"], 4), log_likelihood_sure_bound=round(ll["upper_bound"], 4),
                    ais=f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base",
                    accuracy_ais_weighted=round(ll["accuracy"], 4))
     if acc:
         out.update(accuracy=round(acc["mean"], 4), accuracy_se=None if math.isnan(acc["se"]) else round(acc["se"], 4),
                    accuracy_protocol=f"{acc['samples']} samples x {acc['gibbs_steps']} Gibbs steps from v_(t-1)",
                    app_sampler_accuracy=round(values["app_accuracy"]["mean"], 4))
+    if values.get("acc_author_percent") is not None:
+        author = values["author_accuracy"]
+        out.update(acc_author_percent=round(values["acc_author_percent"], 2), acc_author_sampler=author["sampler"],
+                   acc_author_samples_per_frame=author["samples"])
     if values.get("monitor") is not None:
         out["tutorial_monitor"] = round(values["monitor"], 4)
     return out
@@ -140,30 +163,55 @@ def format_table(values: dict) -> str:
     lines = [f"model: {values['model']}",
              f"data:  {values['data']} ({values['split']}: {values['pieces']} pieces, {values['frames']:,} steps)",
              "",
-             f"{'measure':<44} {'value':>20}  details"]
+             f"{'measure':<46} {'value':>18}  details"]
     ll = values.get("log_likelihood")
     if ll:
-        lines.append(f"{'log-likelihood per step, nats (AIS)':<44} {ll['mean']:>11.4f} ± {ll['se']:<6.4f}  "
-                     f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base, {ll['seconds']:.0f} s")
-        lines.append(f"{'  raised to the sure bound where below it':<44} {ll['mean_floored']:>11.4f}           "
-                     f"(equal to the LL when AIS has converged)")
-        lines.append(f"{'  sure upper bound (distinct states seen)':<44} {ll['upper_bound']:>11.4f}           "
-                     f"AIS below it on {ll['frames_below_lower_bound']:.1%} of frames; "
-                     f"mean ESS {ll['mean_ess']:.1f}/{ll['chains']}")
-        if ll["frames_below_lower_bound"] > UNCONVERGED_FRACTION:
-            lines.append(f"  warning: AIS has not converged ({ll['frames_below_lower_bound']:.0%} of frames below the sure "
-                         f"bound), so the log-likelihood reads high: measure again with more --betas (e.g. 1000)")
-        lines.append(f"{'expected frame accuracy (ACC), % (AIS-weighted)':<44} {ll['accuracy'] * 100:>11.2f}           "
-                     f"E[TP] / E[TP+FP+FN] under each frame's RBM, from the weighted AIS states")
-    for key, label in (("accuracy", "frame accuracy of Gibbs predictions, %"),
+        lines.extend(_log_likelihood_lines(ll))
+    author = values.get("author_accuracy")
+    if author:
+        se = " " * 7 if math.isnan(author["se"]) else f"± {author['se'] * 100:<5.2f}"
+        lines.append(f"{'frame accuracy (ACC), %, author protocol':<46} {author['mean'] * 100:>9.2f} {se}   "
+                     f"mean over frames of each sample's TP/(TP+FP+FN); {author['sampler']}; "
+                     f"{author['seconds']:.0f} s")
+        lines.append(f"{'':<46} {'':>18}  {author['both_empty_rule']} ({author['both_empty_fraction']:.2%} of "
+                     f"samples; scored 0 instead: {author['mean_if_both_empty_scored_zero'] * 100:.2f})")
+    if ll and ll.get("accuracy_author") is not None:
+        lines.append(f"{'  ... from the AIS-weighted states, %':<46} {ll['accuracy_author'] * 100:>9.2f}           "
+                     f"the same expectation from {ll['chains']} weighted AIS states per frame (mixing-free)")
+    if ll:
+        lines.append(f"{'pooled ACC, %, AIS-weighted':<46} {ll['accuracy'] * 100:>9.2f}           "
+                     f"sum E[TP] / sum E[TP+FP+FN] over all frames")
+    for key, label in (("accuracy", "pooled ACC of Gibbs predictions, %"),
                        ("app_accuracy", "  ... as the app composes, %")):
         acc = values.get(key)
         if acc:
             se = " " * 7 if math.isnan(acc["se"]) else f"± {acc['se'] * 100:<5.2f}"
             start = "from v(t-1)" if acc["start"] == "previous" else "from silence"
-            lines.append(f"{label:<44} {acc['mean'] * 100:>11.2f} {se}   {acc['samples']} predictions per frame, "
+            lines.append(f"{label:<46} {acc['mean'] * 100:>9.2f} {se}   {acc['samples']} predictions per frame, "
                          f"{acc['gibbs_steps']} Gibbs steps {start}, {acc['seconds']:.0f} s")
     if values.get("monitor") is not None:
-        lines.append(f"{'tutorial monitor (reconstruction, not LL)':<44} {values['monitor']:>11.4f}")
+        lines.append(f"{'tutorial monitor (reconstruction, not LL)':<46} {values['monitor']:>9.4f}")
     lines.append(f"\n{values['seconds']:.0f} s in all, seed {values['seed']}")
     return "\n".join(lines)
+
+
+def _log_likelihood_lines(ll: dict) -> list[str]:
+    """The LL, never above its own sure bound: each frame's AIS log Z is raised to the sure lower bound of
+    log Z where it fell below it (which proves AIS wrong there), so that frame's LL is capped at its
+    sure upper bound. The uncapped estimate is shown for reference, flagged when it is impossible."""
+    below = ll["frames_below_lower_bound"]
+    lines = [f"{'log-likelihood per step, nats (AIS)':<46} {ll['mean_floored']:>9.4f} ± {ll['se']:<6.4f}  "
+             f"{ll['chains']} chains x {ll['betas']} betas, {ll['base']} base, {ll['seconds']:.0f} s; "
+             f"each frame capped at its sure bound ({below:.1%} of frames were above it)",
+             f"{'  sure upper bound (distinct states seen)':<46} {ll['upper_bound']:>9.4f}           "
+             f"the true LL is at most this; mean ESS {ll['mean_ess']:.1f}/{ll['chains']}"]
+    note = "the same where AIS has converged"
+    if ll["mean"] > ll["upper_bound"]:
+        note = "above the sure upper bound, so impossible: AIS has not converged"
+    elif below > 0:
+        note = f"higher than the capped value: AIS went above the sure bound on {below:.1%} of frames"
+    lines.append(f"{'  AIS estimate uncapped':<46} {ll['mean']:>9.4f}           {note}")
+    if below > UNCONVERGED_FRACTION:
+        lines.append(f"  warning: AIS has not converged ({below:.0%} of frames above the sure bound), so even the "
+                     f"capped log-likelihood may read high: measure again with more --betas (e.g. 1000)")
+    return lines

@@ -1,9 +1,9 @@
 """Frame accuracy (Bay et al. 2009) of an RNN-RBM's next-frame predictions, and the Theano tutorial's
 training monitor (a reconstruction cross-entropy, NOT a likelihood), for reference.
 
-ACC: frame t is predicted from the true frames before it by the model's own Gibbs sampler (the one
-that composes in the app); ACC = sum_t TP / sum_t (TP + FP + FN), averaged over several independent
-predictions.
+Two ways of pooling: the author's protocol (`author_accuracy`: each frame's own TP / (TP + FP + FN),
+averaged over samples, then over frames; the paper's ACC) and pooled counts (`expected_accuracy`:
+sum_t TP / sum_t (TP + FP + FN), what this project reported before the protocol was known).
 """
 from __future__ import annotations
 
@@ -85,6 +85,97 @@ def expected_accuracy(model: RnnRbm, frames: Frames, samples: int = DEFAULT_ACC_
     se = float(values.std(ddof=1) / math.sqrt(samples)) if samples > 1 else math.nan
     return Accuracy(float(values.mean()), se, samples, gibbs_steps, start, per_sample, int(totals[0]),
                     int(totals[1]), int(totals[2]), time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ the author's protocol
+# Boulanger-Lewandowski's page for the paper: for each time step, given the true history, the
+# expectation over the model's conditional of that frame's accuracy TP / (TP + FP + FN), estimated
+# by sampling ("usually 20-50 samples per time step"), then the plain mean over every test frame.
+BOTH_EMPTY_SCORE = 1.0
+BOTH_EMPTY_RULE = "a sample and a true frame that are both silent score 1 (silence correctly predicted)"
+DEFAULT_AUTHOR_SAMPLES = 40
+DEFAULT_AUTHOR_CHAINS = 8
+DEFAULT_AUTHOR_BURN_IN = 400  # steps from v_{t-1} before the first sample: mixed (docs/quality.md)
+DEFAULT_AUTHOR_THIN = 20  # steps between a chain's samples
+
+
+def frame_accuracies(predicted: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
+                     both_empty: float = BOTH_EMPTY_SCORE) -> np.ndarray:
+    """Each frame's own TP / (TP + FP + FN). predicted (..., N, V), target (N, V) 0/1 -> (..., N) float64;
+    a frame where both are silent scores `both_empty`."""
+    p = np.asarray(predicted, dtype=bool)
+    t = np.asarray(target, dtype=bool)
+    if p.shape[-2:] != t.shape:
+        raise ValueError(f"predicted {p.shape} and target {t.shape} differ in shape")
+    tp = np.sum(p & t, axis=-1)
+    wrong = np.sum(p ^ t, axis=-1)  # FP + FN
+    total = tp + wrong
+    return np.where(total > 0, tp / np.maximum(total, 1), both_empty)
+
+
+@dataclass
+class AuthorAccuracy:
+    mean: float  # 0..1: mean over frames of each frame's mean accuracy over its samples
+    se: float  # Monte Carlo standard error, from the spread between each frame's chains
+    samples: int  # per frame
+    chains: int  # per frame; samples / chains drawn from each
+    burn_in: int  # Gibbs steps from v_{t-1} before a chain's first sample
+    thin: int  # Gibbs steps between a chain's samples
+    both_empty_rule: str
+    both_empty_fraction: float  # of all (frame, sample) pairs: how much the rule can matter
+    mean_if_both_empty_scored_zero: float
+    frames: int
+    seconds: float
+
+    @property
+    def sampler(self) -> str:
+        per_chain = self.samples // self.chains
+        return (f"{self.chains} block-Gibbs chains per frame from the true v_(t-1), {self.burn_in} steps, "
+                f"then {per_chain} samples per chain {self.thin} steps apart")
+
+
+@torch.no_grad()
+def author_accuracy(model: RnnRbm, frames: Frames, samples: int = DEFAULT_AUTHOR_SAMPLES,
+                    chains: int = DEFAULT_AUTHOR_CHAINS, burn_in: int = DEFAULT_AUTHOR_BURN_IN,
+                    thin: int = DEFAULT_AUTHOR_THIN, sampler: BernoulliSampler | None = None,
+                    batch_rows: int = 65536, progress: Callable[[float], None] | None = None) -> AuthorAccuracy:
+    """ACC under the author's protocol: per frame, the mean over `samples` draws from its RBM of
+    TP / (TP + FP + FN), then the flat mean over all frames.
+
+    Draws come from `chains` block-Gibbs chains per frame started at the true previous frame (part of
+    the history a prediction may use), each run `burn_in` steps and then sampled every `thin` steps;
+    samples must be a multiple of chains. Samples of one chain are correlated, so the standard error
+    is taken between chains.
+    """
+    if chains < 1 or samples < chains or samples % chains:
+        raise ValueError(f"samples ({samples}) must be a positive multiple of chains ({chains})")
+    started = time.perf_counter()
+    sampler = sampler or BernoulliSampler()
+    per_chain = samples // chains
+    target = frames.v.numpy().astype(bool)
+    n_frames = len(frames)
+    chain_means = np.zeros((chains, n_frames))  # each chain's mean accuracy per frame
+    both_empty = 0
+    frames_per_batch = max(1, batch_rows // chains)
+    for first in range(0, n_frames, frames_per_batch):
+        part = slice(first, min(n_frames, first + frames_per_batch))
+        n = part.stop - part.start
+        v = frames.v_prev[part].repeat(chains, 1)  # (chains * n, V), chain-major
+        bv, bh = frames.bv[part].repeat(chains, 1), frames.bh[part].repeat(chains, 1)
+        for draw in range(per_chain):
+            v = model.gibbs_chain(v, bv, bh, burn_in if draw == 0 else thin, sampler)
+            drawn = v.numpy().reshape(chains, n, -1)
+            chain_means[:, part] += frame_accuracies(drawn, target[part]) / per_chain
+            both_empty += int(np.sum(~drawn.any(-1) & ~target[part].any(-1)))
+        if progress:
+            progress(part.stop / n_frames)
+    per_frame = chain_means.mean(0)
+    # between-chain variance of each frame's mean, frames independent
+    se = float(np.sqrt(np.sum(chain_means.var(0, ddof=1) / chains)) / n_frames) if chains > 1 else math.nan
+    both_fraction = both_empty / (n_frames * samples)
+    return AuthorAccuracy(float(per_frame.mean()), se, samples, chains, burn_in, thin, BOTH_EMPTY_RULE,
+                          both_fraction, float(per_frame.mean()) - both_fraction * BOTH_EMPTY_SCORE,
+                          n_frames, time.perf_counter() - started)
 
 
 # -------------------------------------------------------------------------------- monitor

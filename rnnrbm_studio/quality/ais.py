@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import BernoulliSampler, RnnRbm
-from .accuracy import accuracy_from_counts
+from .accuracy import accuracy_from_counts, frame_accuracies
 from .frames import Frames
 
 DEFAULT_CHAINS = 32
@@ -47,6 +47,7 @@ class AisResult:
     ess: np.ndarray  # (N,) effective sample size of the importance weights (1..C)
     log_z_lower: np.ndarray  # (N,) log of the sum of exp(-F) over distinct final states: a sure lower bound
     expected_counts: np.ndarray | None = None  # (N, 3) E[TP], E[FP], E[FN] of a draw against the data frame
+    expected_frame_accuracy: np.ndarray | None = None  # (N,) E[TP / (TP + FP + FN)] of a draw (author's ACC)
 
 
 @torch.no_grad()
@@ -70,17 +71,19 @@ def ais_log_partition(W: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, chain
     frames_per_batch = max(1, batch_rows // chains)
     out = {k: np.empty(n_frames) for k in ("log_z", "se", "ess", "lower")}
     out["counts"] = np.empty((n_frames, 3))
+    out["frame_acc"] = np.empty(n_frames)
     for start in range(0, n_frames, frames_per_batch):
         stop = min(n_frames, start + frames_per_batch)
         extra = extra_states[start:stop] if extra_states is not None else None
         result = _ais_batch(W, bv[start:stop], bh[start:stop], base_bias[start:stop], betas, chains, sampler, extra)
-        for key, values in zip(("log_z", "se", "ess", "lower", "counts"), result):
+        for key, values in zip(("log_z", "se", "ess", "lower", "counts", "frame_acc"), result):
             if values is not None:
                 out[key][start:stop] = values
         if progress:
             progress(stop / n_frames)
     return AisResult(out["log_z"], out["se"], out["ess"], out["lower"],
-                     out["counts"] if extra_states is not None else None)
+                     out["counts"] if extra_states is not None else None,
+                     out["frame_acc"] if extra_states is not None else None)
 
 
 def _ais_batch(W, bv, bh, base, betas, chains, sampler, extra):
@@ -128,13 +131,15 @@ def _ais_batch(W, bv, bh, base, betas, chains, sampler, extra):
     ess = weights.sum(1) ** 2 / (weights ** 2).sum(1)
     states = v.view(n, chains, V)
     lower = _log_sum_distinct(W, bv, bh, states, extra)
-    counts = None
+    counts = frame_acc = None
     if extra is not None:
         target = extra.unsqueeze(1).to(dtype)  # (n, 1, V)
         per_chain = torch.stack([(states * target).sum(-1), (states * (1 - target)).sum(-1),
                                  ((1 - states) * target).sum(-1)], dim=-1).double()  # (n, C, 3)
-        counts = ((weights / weights.sum(1, keepdim=True)).unsqueeze(-1) * per_chain).sum(1).numpy()  # (n, 3)
-    return ((log_z_base + log_mean_w).numpy(), se.numpy(), ess.numpy(), lower, counts)
+        normalised = (weights / weights.sum(1, keepdim=True)).numpy()  # (n, C)
+        counts = (normalised[..., None] * per_chain.numpy()).sum(1)  # (n, 3)
+        frame_acc = (normalised * frame_accuracies(states.numpy().transpose(1, 0, 2), extra.numpy()).T).sum(1)
+    return ((log_z_base + log_mean_w).numpy(), se.numpy(), ess.numpy(), lower, counts, frame_acc)
 
 
 def _log_sum_distinct(W, bv, bh, states, extra):
@@ -212,6 +217,9 @@ class LogLikelihood:
     # expected frame accuracy sum_t E[TP] / sum_t E[TP + FP + FN] under each frame's RBM, from the
     # importance-weighted final AIS states: free with the LL, and unbiased by slow Gibbs mixing
     accuracy: float | None = None
+    # the author's ACC (each frame's expected TP / (TP + FP + FN), then the mean over frames) from the
+    # same weighted states: a check of the Gibbs-sampled `author_accuracy` that does not depend on mixing
+    accuracy_author: float | None = None
 
 
 @torch.no_grad()
@@ -239,7 +247,8 @@ def log_likelihood(model: RnnRbm, frames: Frames, chains: int = DEFAULT_CHAINS, 
         mean_floored=float(np.mean(neg_f - np.maximum(ais.log_z, ais.log_z_lower))),
         frames_below_lower_bound=float(np.mean(ais.log_z < ais.log_z_lower - 1e-6)),
         mean_ess=float(np.mean(ais.ess)), seconds=time.perf_counter() - started,
-        accuracy=accuracy_from_counts(*ais.expected_counts.sum(0)))
+        accuracy=accuracy_from_counts(*ais.expected_counts.sum(0)),
+        accuracy_author=float(np.mean(ais.expected_frame_accuracy)))
 
 
 # ------------------------------------------------------------------------------- exact
