@@ -53,7 +53,11 @@ def register(subparsers) -> None:
         description="Compose live on a MIDI output. Ctrl+C stops cleanly: every note gets its note-off.",
         epilog=PLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     play.add_argument("model", nargs="?", help="a model file (default: the bundled model)")
-    play.add_argument("--port", help="the MIDI output (a name or a unique part of one; default: the first)")
+    play.add_argument("--port", help="the output: a MIDI output's name or a unique part of one, or "
+                      "\"Built-in synth\" (default: the first MIDI output, else the built-in synth)")
+    play.add_argument("--soundfont", metavar="SF2",
+                      help="the built-in synth's SoundFont (default: $RNNRBM_STUDIO_SOUNDFONT, else a General "
+                           "MIDI one installed on the system, else the small one shipped with the app)")
     play.add_argument("--virtual", action="store_true",
                       help="create the virtual output 'RNN-RBM Studio' and play there (not on Windows)")
     play.add_argument("--bpm", type=BPM, default=None,
@@ -82,14 +86,15 @@ def register(subparsers) -> None:
 
 
 def ports_command(args: argparse.Namespace) -> int:
-    from ..live import ports
+    from ..live import outputs, ports
 
     with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
-        names = ports.list_output_ports()
+        names, problem = outputs.list_outputs()
     for name in names:
         print(name)
-    if not names:
-        print("no MIDI output ports\n" + ports.NO_PORT_HELP, file=sys.stderr)
+    if problem:
+        # one line: the built-in synth plays anyway; a MIDI synth is the user's choice
+        print(f"({problem}; the built-in synth plays through the speakers)", file=sys.stderr)
     return 0
 
 
@@ -152,6 +157,7 @@ def play_command(args: argparse.Namespace) -> int:
 
 def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     from ..live import outputs, ports
+    from ..live.builtin_synth import SynthSettings
     from ..live.player import LivePlayer
     from ..music.primer import read_primer
     from ..training.checkpoint import load_model, roll_settings_of
@@ -169,11 +175,13 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
             port = outputs.open_output_port(virtual=True)
         else:
             try:
-                port = outputs.open_output_port(args.port)
+                port = outputs.open_output_port(args.port, synth=SynthSettings(soundfont=args.soundfont))
             except ports.PortError as error:
                 if args.port is None:
                     raise ports.PortError(f"{error}. See `rnnrbm-studio ports`; or use --virtual") from None
                 raise
+    if getattr(port, "notice", None):
+        _say(f"rnnrbm-studio: {port.notice}")
     errors: list[str] = []
     stopped = threading.Event()
     stop_signal: StopSignal | None = None
