@@ -27,7 +27,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audio, engine, live, quality
+    from . import audio, engine, live, quality, stats
 
     parser = OneLineErrorParser(
         prog="rnnrbm-studio",
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     engine.register(subparsers)
     quality.register(subparsers)
+    stats.register(subparsers)
     live.register(subparsers)
     audio.register(subparsers)
     return parser
