@@ -1,4 +1,5 @@
-"""Commands for live playback: `ports` lists MIDI outputs, `play` composes live on one."""
+"""Commands for live playback: `ports` lists MIDI outputs, `inputs` MIDI inputs, `play` composes live
+on an output, alone or playing along with a musician on an input (docs/live.md)."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,11 @@ VELOCITY = int_in(1, 127)
 CHANNEL = int_in(1, 16)
 PROGRAM = int_in(1, 128)
 LATENCY_MS = float_in(-1000, 1000)
+MAX_NOTES = int_in(1, 88)
+ANSWER_AFTER = float_in(0.25, 64)
+ANSWER_BARS = int_in(1, 64)
+BEATS_PER_BAR = int_in(1, 16)
+NOTE_NAMES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 PLAY_EPILOG = """\
 Ctrl+C, SIGTERM and SIGHUP (the terminal closing) stop it cleanly: every note gets its note-off.
@@ -82,7 +88,35 @@ def register(subparsers) -> None:
     play.add_argument("--restrike", action="store_true", help="strike held keys again at every frame")
     play.add_argument("--latency-ms", type=LATENCY_MS, default=0.0,
                       help=f"shift every note by this much, {LATENCY_MS.span} ms (negative: earlier)")
+    along = play.add_argument_group("playing along with a musician (a MIDI keyboard)")
+    along.add_argument("--input", help="the MIDI input to listen to (a name or a unique part of one; "
+                                       "see `rnnrbm-studio inputs`)")
+    along.add_argument("--virtual-input", action="store_true",
+                       help="create the virtual input 'RNN-RBM Studio In' and listen there (not on Windows)")
+    along.add_argument("--mode", choices=("solo", "accompany", "answer"), default="solo",
+                       help="solo: the model plays alone (the input may still move knobs or send clock); "
+                            "accompany: it fills in around the keys held; answer: call and response")
+    along.add_argument("--split", type=note_number, default=None,
+                       help="the model plays only below this note (a MIDI number 1..127 or a name: C4 = 60)")
+    along.add_argument("--max-notes", type=MAX_NOTES, default=None,
+                       help=f"the model's notes per frame at most, {MAX_NOTES.span}")
+    along.add_argument("--answer-after", type=ANSWER_AFTER, default=2.0,
+                       help=f"answer after this many beats of silence, {ANSWER_AFTER.span} (default 2)")
+    along.add_argument("--answer-bars", type=ANSWER_BARS, default=None,
+                       help=f"answers last this many bars, {ANSWER_BARS.span} (default: as long as the call, "
+                            "at most 8)")
+    along.add_argument("--beats-per-bar", type=BEATS_PER_BAR, default=4,
+                       help=f"beats in a bar, {BEATS_PER_BAR.span} (default 4)")
+    along.add_argument("--clock-in", action="store_true",
+                       help="follow the MIDI clock and Start/Stop/Continue on the input (a DAW as master): "
+                            "waits for Start")
+    along.add_argument("--cc", action="append", default=[], metavar="PARAMETER=CONTROLLER",
+                       help="a knob on the input moves a parameter: temperature, bpm, gibbs_steps, play "
+                            "(play/stop), mode; e.g. --cc temperature=74 --cc bpm=75")
     play.set_defaults(handler=play_command)
+
+    inputs = subparsers.add_parser("inputs", help="list the MIDI inputs (keyboards) play --input can listen to")
+    inputs.set_defaults(handler=inputs_command)
 
 
 def ports_command(args: argparse.Namespace) -> int:
@@ -96,6 +130,40 @@ def ports_command(args: argparse.Namespace) -> int:
         # one line: the built-in synth plays anyway; a MIDI synth is the user's choice
         print(f"({problem}; the built-in synth plays through the speakers)", file=sys.stderr)
     return 0
+
+
+def inputs_command(args: argparse.Namespace) -> int:
+    from ..live import midi_input, ports
+
+    with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
+        names = midi_input.list_input_ports()
+    for name in names:
+        print(name)
+    if not names:
+        print("no MIDI input ports: connect a keyboard, or use play --virtual-input", file=sys.stderr)
+    return 0
+
+
+def note_number(text: str) -> int:
+    """A MIDI note from '60' or a name ('C4' = 60, 'F#3', 'Bb2'); an argparse type."""
+    word = text.strip()
+    try:
+        value = int(word)
+    except ValueError:
+        value = None
+        name = word[:1].lower()
+        if name in NOTE_NAMES:
+            rest, shift = word[1:], 0
+            while rest[:1] in ("#", "b"):
+                shift += 1 if rest[0] == "#" else -1
+                rest = rest[1:]
+            try:
+                value = 12 * (int(rest) + 1) + NOTE_NAMES[name] + shift
+            except ValueError:
+                value = None
+    if value is None or not 1 <= value <= 127:
+        raise argparse.ArgumentTypeError(f"must be a MIDI note from 1 to 127 or a name such as C4 (got {text!r})")
+    return value
 
 
 class StopSignal(BaseException):
@@ -167,6 +235,7 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     model, payload = load_model(model_path_or_default(args.model))
     grid = roll_settings_of(payload)
     settings = playback_settings(args, grid)
+    along = playalong_settings(args)
     # the primer is read as the model's music was (its grid, its keys), whatever the playing tempo
     primer = read_primer(args.primer, grid, label="--primer") if args.primer else None
 
@@ -185,19 +254,26 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
     errors: list[str] = []
     stopped = threading.Event()
     stop_signal: StopSignal | None = None
+    midi_input = None
     try:
         try:
-            player = LivePlayer(model, port, settings, on_error=errors.append, on_stopped=lambda reason: stopped.set())
+            player = LivePlayer(model, port, settings, on_error=errors.append, on_stopped=lambda reason: stopped.set(),
+                                playalong=along)
         except ValueError as error:  # a model whose keys are not MIDI notes
             raise StudioError(str(error)) from None
         # Ctrl+C or a signal may come as soon as the first notes sound, before the wait has begun
         try:
             if primer is not None:
                 player.prime(primer)
-            player.start()
+            midi_input = _listen(args, player, errors, stopped)
             where = f"the virtual port {port.name!r}" if args.virtual else repr(port.name)
-            _say(f"playing on {where} at {settings.bpm:g} BPM, {settings.steps_per_beat} steps per beat"
-                 + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops")
+            heard = f"; listening to {midi_input.name!r} ({along.mode})" if midi_input is not None else ""
+            if args.clock_in:
+                _say(f"waiting for Start on {midi_input.name!r} to play on {where}; Ctrl+C stops")
+            else:
+                player.start()
+                _say(f"playing on {where} at {settings.bpm:g} BPM, {settings.steps_per_beat} steps per beat"
+                     + heard + (f" for {args.seconds:g} s" if args.seconds else "") + "; Ctrl+C stops")
             _wait(stopped, args.seconds)
         except KeyboardInterrupt:
             _say("stopping")
@@ -210,6 +286,8 @@ def _play(args: argparse.Namespace, signals: _StopSignals) -> int:
         if record is not None:
             _save_recording(player, record)
     finally:
+        if midi_input is not None:
+            midi_input.close()
         port.close()
     if errors:
         raise StudioError(errors[0])
@@ -259,6 +337,63 @@ def playback_settings(args: argparse.Namespace, grid):
             seed=args.seed)
     except ValueError as error:
         raise StudioError(str(error)) from None
+
+
+def playalong_settings(args: argparse.Namespace):
+    """`play`'s play-along options as PlayAlongSettings; StudioError when the mode needs an input."""
+    from ..live.playalong import PlayAlongSettings
+
+    listening = args.input is not None or args.virtual_input
+    if args.input is not None and args.virtual_input:
+        raise StudioError("give either --input NAME or --virtual-input, not both")
+    for wanted, option in ((args.mode != "solo", f"--mode {args.mode}"), (args.clock_in, "--clock-in"),
+                           (bool(args.cc), "--cc")):
+        if wanted and not listening:
+            raise StudioError(f"{option} listens to a MIDI input: add --input NAME (see `rnnrbm-studio inputs`) "
+                              "or --virtual-input")
+    try:
+        return PlayAlongSettings(mode=args.mode, split=args.split, max_notes=args.max_notes,
+                                 answer_after_beats=args.answer_after, answer_bars=args.answer_bars,
+                                 beats_per_bar=args.beats_per_bar)
+    except ValueError as error:
+        raise StudioError(str(error)) from None
+
+
+def _listen(args: argparse.Namespace, player, errors: list[str], stopped: threading.Event):
+    """Open the input `play` listens to (None without one) and connect the musician's notes, the knobs
+    (--cc) and the clock (--clock-in) to the player."""
+    from ..live import cc_map, midi_clock, midi_input, ports
+
+    if args.input is None and not args.virtual_input:
+        return None
+    knobs = cc_map.CcMap.parse(args.cc) if args.cc else None  # before opening anything
+    with ports.quiet_native_stderr(not getattr(args, "verbose", False)):
+        opened = midi_input.open_input(args.input, virtual=args.virtual_input)
+    player.listen_to(opened)
+    if knobs is not None:
+        opened.add_listener(cc_map.CcListener(knobs, lambda change: _apply_knob(player, change)).message)
+    if args.clock_in:
+        opened.add_listener(midi_clock.drive_player(player, on_error=errors.append).message)
+    return opened
+
+
+def _apply_knob(player, change) -> None:
+    """A knob moved (on the input's thread): a new setting, or play/stop (a pause: `play` goes on)."""
+    from ..live.cc_map import apply_change
+
+    if change.parameter == "play":
+        if player.state == "playing":
+            player.pause()
+        elif player.state == "paused":
+            player.resume()
+        else:
+            player.start()
+        return
+    settings, along = apply_change(change, player.settings, player.playalong)
+    if settings != player.settings:
+        player.update(settings)
+    if along != player.playalong:
+        player.set_playalong(along)
 
 
 def _save_recording(player, path: Path) -> None:
