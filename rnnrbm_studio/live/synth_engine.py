@@ -203,7 +203,8 @@ class SynthEngine:
         return float(self.fluidsynth._fl.fluid_synth_get_gain(self.handle))
 
     def silence(self) -> None:
-        """All Sound Off on every channel: voices stop at once, release tails too (for stop and close)."""
+        """All Sound Off on every channel: every voice stops at once, release tails too (for close); only
+        the reverb's fading echo is left (system_reset, tried, kept the voices sounding)."""
         for channel in range(16):
             self._synth.all_sounds_off(channel)
 

@@ -15,6 +15,7 @@ from PySide6 import QtCore
 
 from ..errors import StudioError
 from ..live import outputs, ports
+from ..live.builtin_synth import BUILTIN_SYNTH_NAME, SynthSettings
 from ..live.output_port import BaseOutputPort
 from ..live.player import STOPPED, LivePlayer
 from ..live.settings import PlaybackSettings
@@ -33,22 +34,32 @@ class PortProvider(Protocol):
 
 
 class SystemPortProvider:
-    """The machine's MIDI outputs, then our own virtual port where the platform has them."""
+    """The machine's MIDI outputs, the built-in synth, then our own virtual port where the platform has
+    them. `synth` is how the built-in synth opens (the Synth box sets it); `list_midi` lists the MIDI
+    outputs ((names, problem) as outputs.list_outputs; tests give one that finds none)."""
 
     VIRTUAL_LABEL = f"{ports.VIRTUAL_PORT_NAME} (virtual port)"
 
+    def __init__(self, synth: SynthSettings | None = None, list_midi=None):
+        self.synth = synth or SynthSettings()
+        self._list = list_midi or outputs.list_outputs
+
     def names(self) -> list[str]:
-        try:
-            names = ports.list_output_ports()
-        except StudioError as error:  # no MIDI system at all: no virtual port either
-            log.info("no MIDI outputs: %s", error)
-            return []
-        return names + ([self.VIRTUAL_LABEL] if ports.virtual_ports_supported() else [])
+        names, problem = self._list()
+        if problem:
+            log.info("no MIDI outputs: %s", problem)
+        if BUILTIN_SYNTH_NAME not in names:
+            names = names + [BUILTIN_SYNTH_NAME]
+        midi_works = not problem or problem == "no MIDI output ports"
+        return names + ([self.VIRTUAL_LABEL] if midi_works and ports.virtual_ports_supported() else [])
+
+    def default_name(self, names: list[str]) -> str | None:
+        return outputs.default_output([n for n in names if n != self.VIRTUAL_LABEL]) if names else None
 
     def open(self, name: str):
         if name == self.VIRTUAL_LABEL:
             return outputs.open_output_port(virtual=True)
-        return outputs.open_output_port(name)
+        return outputs.open_output_port(name, synth=self.synth)
 
     def help_text(self) -> str:
         return ports.NO_PORT_HELP

@@ -116,6 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction("Open MIDI &folder…", self.corpus_panel._browse)
         file_menu.addAction("&Export session…", self.playback.export_session_dialog)
+        file_menu.addAction("Export session as &audio…", self.playback.synth.export_audio_dialog)
         file_menu.addSeparator()
         file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
         self.space_shortcut = self.live_panel.install_shortcut(self)

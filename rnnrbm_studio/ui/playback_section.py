@@ -7,6 +7,7 @@ model's time grid; what goes wrong is said by `failed(message)`, which the windo
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -20,6 +21,7 @@ from .export_controller import BarsExport
 from .live_controller import LiveController, PortProvider
 from .panels.live import LivePanel
 from .piano_roll import PianoRollView
+from .synth_section import SynthSection
 from .workers import WorkerHandle, WorkerRegistry
 
 DISPLAY_INTERVAL_MS = 33  # ~30 redraws per second, whatever the playing or training rate
@@ -37,6 +39,9 @@ class PlaybackSection(QtCore.QObject):
         self.window = window  # the dialogs' parent, and its status bar
         self.model: RnnRbm | None = None  # the open model, which Export new bars generates with
         self.live = LiveController(port_provider, parent=self)
+        self.synth = SynthSection(panel.synth, self.live, settings, window)  # the built-in synth's box
+        self.synth.failed.connect(self.failed)
+        panel.synth.program_changed.connect(self._settings_changed)
         self.bars_export = BarsExport(registry, window.statusBar(), self)
         self.bars_export.failed.connect(self.failed)
         self.bars_export.running_changed.connect(lambda running: panel.export_bars_button.setEnabled(not running))
@@ -75,7 +80,8 @@ class PlaybackSection(QtCore.QObject):
     # ---------------------------------------------------------------------------- playing
     def refresh_ports(self) -> None:
         names = self.live.port_names()
-        current = self.settings.value("port", "") or (names[0] if names else None)
+        default = getattr(self.live.port_provider, "default_name", lambda found: found[0] if found else None)
+        current = self.settings.value("port", "") or default(names)  # no MIDI output: the built-in synth
         self.panel.set_ports(names, current, self.live.no_port_help())
 
     def _port_chosen(self, name: str) -> None:
@@ -97,7 +103,8 @@ class PlaybackSection(QtCore.QObject):
         self.live.start(name)
 
     def _settings_changed(self) -> None:
-        self.live.update(self.panel.playback_settings())
+        instrument = self.panel.synth.program.currentIndex()  # the Sound box's, for any output
+        self.live.update(dataclasses.replace(self.panel.playback_settings(), program=instrument))
         self.piano_roll.set_seconds_per_frame(self.live.seconds_per_step())
 
     def _live_error(self, message: str) -> None:

@@ -7,6 +7,7 @@ from ...live.settings import PlaybackSettings
 from ...model import RnnRbmConfig
 from ...music.pianoroll import RollSettings, own_tempo
 from .boxes import double_spin_box, spin_box
+from .synth import SynthPanel
 
 
 class LivePanel(QtWidgets.QGroupBox):
@@ -78,6 +79,8 @@ class LivePanel(QtWidgets.QGroupBox):
         layout.addLayout(port_row)
         layout.addWidget(self.port_help)
         layout.addWidget(self.play_button)
+        self.synth = SynthPanel()  # instrument, and the built-in synth's sound (ui/synth_section.py)
+        layout.addWidget(self.synth)
         layout.addLayout(form)
         layout.addWidget(self.follow_training)
         layout.addLayout(actions)
