@@ -78,7 +78,7 @@ class ScriptedModel(torch.nn.Module):
     def initial_state(self):
         return torch.zeros(1)
 
-    def step(self, state, sampler=None, gibbs_steps=None, inverse_temperature=1.0):
+    def step(self, state, sampler=None, gibbs_steps=None, inverse_temperature=1.0, start=None):
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
         t = int(state[0])

@@ -401,8 +401,10 @@ def test_logistic_noise_gives_bernoulli_sigmoid():
     assert ((frequency - p).abs() < 5 * torch.sqrt(p * (1 - p) / n)).all()
 
 
-def exact_chain_distribution(model, u_prev: np.ndarray, steps: int, beta: float) -> np.ndarray:
-    """Distribution over all 2^V frames after `steps` Gibbs steps from v = 0 (the tutorial's start)."""
+def exact_chain_distribution(model, u_prev: np.ndarray, steps: int, beta: float,
+                             start: np.ndarray | None = None) -> np.ndarray:
+    """Distribution over all 2^V frames after `steps` Gibbs steps from v = 0 (the tutorial's start), or
+    from the distribution `start` over the 2^V frames."""
     p = numpy_params(model)
     bv = beta * (p["bv"] + u_prev @ p["Wuv"])
     bh = beta * (p["bh"] + u_prev @ p["Wuh"])
@@ -416,6 +418,8 @@ def exact_chain_distribution(model, u_prev: np.ndarray, steps: int, beta: float)
     transition = p_h_given_v @ p_v_given_h  # (32, 32)
     distribution = np.zeros(32)
     distribution[0] = 1.0  # all keys up
+    if start is not None:
+        distribution = start
     for _ in range(steps):
         distribution = distribution @ transition
     return distribution
@@ -685,3 +689,39 @@ def test_free_energy_gap_gradient_passes_finite_differences_and_equals_autograd(
     slow = torch.autograd.grad(reference * 1.7, (bv, bh, model.W))
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+
+@pytest.mark.parametrize("steps,beta", [(0, 1.0), (2, 1.0), (1, 0.5)])
+def test_a_chain_from_the_rnns_prediction_has_the_exact_distribution(steps, beta):
+    """start="prediction": the chain starts at keys drawn independently with p = sigmoid(beta bv_t)."""
+    model = tiny_model(seed=15, scale=1.0)
+    u_prev_row = torch.tensor([0.3, -0.6, 0.9], dtype=torch.float64)
+    p = numpy_params(model)
+    p_start = sigmoid(beta * (p["bv"] + u_prev_row.numpy() @ p["Wuv"]))
+    start = np.prod(np.where(ALL_V > 0, p_start, 1 - p_start), axis=-1)  # (32,)
+    exact = exact_chain_distribution(model, u_prev_row.numpy(), steps, beta, start)
+    n = 30_000
+    frames = model.sample_frame(u_prev_row.expand(n, R).contiguous(), BernoulliSampler(7), steps,
+                                inverse_temperature=beta, start="prediction").numpy()
+    assert 0.5 * np.abs(frame_histogram(frames) - exact).sum() < 0.025
+    silence = exact_chain_distribution(model, u_prev_row.numpy(), steps, beta)
+    assert 0.5 * np.abs(silence - exact).sum() > (0.5 if steps == 0 else 0.01)  # not the chain from silence
+
+
+def test_a_chain_from_given_frames_has_the_exact_distribution_and_keeps_a_clamp():
+    model = tiny_model(seed=16, scale=1.0)
+    u_prev = torch.tensor([[0.1, 0.4, -0.2]], dtype=torch.float64)
+    given = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
+    start = np.zeros(32)
+    start[int((given.numpy() * 2 ** np.arange(V - 1, -1, -1)).sum())] = 1.0
+    exact = exact_chain_distribution(model, u_prev[0].numpy(), 2, 1.0, start)
+    n = 30_000
+    frames = model.sample_frame(u_prev.expand(n, R).contiguous(), BernoulliSampler(8), 2, start=given).numpy()
+    assert 0.5 * np.abs(frame_histogram(frames) - exact).sum() < 0.025
+    keep = torch.tensor([True, False, False, False, True])
+    held = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    frame, _ = model.step(u_prev[0], BernoulliSampler(9), 3, clamp_mask=keep, clamp_values=held, start=given)
+    assert frame[0] == 0.0 and frame[4] == 1.0
+    with pytest.raises(ValueError, match="chain start"):
+        model.sample_frame(u_prev, BernoulliSampler(0), 1, start="elsewhere")

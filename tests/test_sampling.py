@@ -112,3 +112,15 @@ def test_a_16_bit_bernoulli_draw_has_p_rounded_to_2_16():
     for p in (0.0, 1e-6, 1 / 3, 0.5, 0.999999, 1.0):
         probability = np.count_nonzero(midpoints < p) / 65536
         assert probability == np.round(p * 65536) / 65536 and abs(probability - p) <= 2 ** -17
+
+
+def test_playback_composes_from_the_rnns_prediction_with_few_steps_unless_asked_for_silence():
+    from rnnrbm_studio.live.settings import PREDICTION_GIBBS_STEPS, PlaybackSettings
+    import pytest
+
+    assert PlaybackSettings().chain(1000) == (PREDICTION_GIBBS_STEPS, "prediction")  # the default
+    assert PlaybackSettings(gibbs_steps=10).chain(1000) == (10, "prediction")
+    assert PlaybackSettings(chain_start="silence").chain(1000) == (1000, None)  # the tutorial's chain
+    assert PlaybackSettings(chain_start="silence", gibbs_steps=40).chain(1000) == (40, None)
+    with pytest.raises(ValueError, match="chain starts"):
+        PlaybackSettings(chain_start="elsewhere")

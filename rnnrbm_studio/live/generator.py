@@ -55,6 +55,7 @@ class _Job:
     due: tuple[int, float] | None = None  # play-along: (index, deadline) of the frame to decide
     period: float = 0.0
     beat: float = 0.0
+    start: str | None = None  # where each frame's chain starts (PlaybackSettings.chain)
 
 
 class Generator:
@@ -131,7 +132,8 @@ class Generator:
         old, self._settings = self._settings, settings
         if settings.seed != old.seed:
             self._sampler = BernoulliSampler(settings.seed)
-        elif (settings.gibbs_steps, settings.temperature) == (old.gibbs_steps, old.temperature):
+        elif ((settings.gibbs_steps, settings.temperature, settings.chain_start)
+              == (old.gibbs_steps, old.temperature, old.chain_start)):
             return
         self._regenerate_locked(keep_imminent=True)
 
@@ -240,8 +242,11 @@ class Generator:
         gibbs_steps = settings.gibbs_steps
         if due is not None and gibbs_steps is None:  # the model's own may be far too slow to reply in time
             gibbs_steps = min(PLAYALONG_GIBBS_STEPS, int(self._model.config.gibbs_steps))
+        start = None
+        if due is None:  # composing alone: the chain settings ask for (playing along keeps its own)
+            gibbs_steps, start = settings.chain(int(self._model.config.gibbs_steps))
         return _Job(self._model, self._generator_state, self._epoch, self._sampler, gibbs_steps,
-                    settings.temperature, due, settings.frame_period, 60.0 / settings.bpm)
+                    settings.temperature, due, settings.frame_period, 60.0 / settings.bpm, start)
 
     def _make(self, job: _Job) -> None:
         if job.due is not None:
@@ -249,7 +254,8 @@ class Generator:
             return
         started = time.perf_counter()
         # the one place where the temperature becomes the sampler's inverse temperature (beta)
-        frame, new_state = job.model.step(job.state, job.sampler, job.gibbs_steps, 1.0 / job.temperature)
+        frame, new_state = job.model.step(job.state, job.sampler, job.gibbs_steps, 1.0 / job.temperature,
+                                          start=job.start)
         keys = (frame.detach().cpu().numpy() > 0.5).astype(np.uint8)
         took = time.perf_counter() - started
         with self._lock:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from ..music.pianoroll import RollSettings, playback_grid
 
 MAX_BPM = 1000.0
+CHAIN_STARTS = ("prediction", "silence")
+# Gibbs steps of a chain that starts at the RNN's prediction: the bundled model's music of 1,000 steps
+# from silence at 1/40 of the cost (benchmarks/bench_generation.py, docs/speed.md); more are not asked
+PREDICTION_GIBBS_STEPS = 25
 MAX_STEPS_PER_BEAT = 96
 
 
@@ -28,6 +32,9 @@ class PlaybackSettings:
     restrike: bool = False  # strike keys held from one frame to the next again
     latency_offset: float = 0.0  # seconds added to every send deadline; negative sends early
     seed: int | None = None  # of the sampler, for music that plays the same every time
+    # where each frame's Gibbs chain starts: at a draw of the RNN's own guess at the frame, running at
+    # most PREDICTION_GIBBS_STEPS steps, or at silence (the tutorial's chain, every step asked for)
+    chain_start: str = "prediction"
 
     def __post_init__(self) -> None:
         if not (0 < float(self.bpm) <= MAX_BPM):
@@ -45,6 +52,8 @@ class PlaybackSettings:
                 raise ValueError(f"MIDI {name} must be a whole number from {low} to {high}, not {value}")
         if not math.isfinite(float(self.latency_offset)):
             raise ValueError(f"the latency offset must be a number of seconds, not {self.latency_offset}")
+        if self.chain_start not in CHAIN_STARTS:
+            raise ValueError(f"the chain starts at {' or '.join(CHAIN_STARTS)}, not {self.chain_start!r}")
         if self.seed is not None and (not _whole(self.seed) or self.seed < 0):
             raise ValueError(f"the seed must be a whole number of at least 0, not {self.seed}")
         # one type per field, whatever the caller passed (2.0 steps per beat, a numpy integer...)
@@ -55,6 +64,13 @@ class PlaybackSettings:
         for name in ("gibbs_steps", "seed"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
+
+    def chain(self, model_gibbs_steps: int) -> tuple[int, str | None]:
+        """(Gibbs steps, model.step's start) for a model whose own setting is model_gibbs_steps."""
+        steps = self.gibbs_steps if self.gibbs_steps is not None else int(model_gibbs_steps)
+        if self.chain_start == "prediction":
+            return min(steps, PREDICTION_GIBBS_STEPS), "prediction"
+        return steps, None
 
     @property
     def frame_period(self) -> float:
