@@ -84,8 +84,8 @@ def test_info_describes_the_model(trained):
     assert "n_hidden 16" in out and "n_hidden_recurrent 8" in out and "cd_k 2" in out
     n_params = 88 * 16 + 88 + 16 + 8 * 16 + 8 * 88 + 88 * 8 + 8 * 8 + 8
     assert f"parameters: {n_params:,}" in out
-    assert "training: 2/2 epochs" in out and "time grid: 2 steps per beat" in out
-    assert "last epoch: monitor" in out and "best valid monitor" in out
+    assert "training: 2 of 2 epochs" in out and "time grid: 2 steps per beat" in out
+    assert "last epoch (2): monitor" in out and "the best validation monitor (the tutorial's measure)" in out
 
 
 def test_info_describes_the_bundled_model():
@@ -93,7 +93,7 @@ def test_info_describes_the_bundled_model():
     result = run("info")
     assert_ok(result)
     assert "default_model.pt" in result.stdout and "gibbs_steps 1000" in result.stdout
-    assert "last epoch: valid -4.187" in result.stdout and "history_note: The training monitor" in result.stdout
+    assert "last epoch (60): valid monitor -4.187" in result.stdout and "history: The training monitor" in result.stdout
 
 
 def test_recipe_sets_the_defaults_and_given_options_win():

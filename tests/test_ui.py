@@ -74,6 +74,7 @@ def configure_small_training(window, epochs: int = 2):
     panel.recurrent.setValue(8)
     panel.cd_k.setValue(1)
     panel.epochs.setValue(epochs)
+    panel.min_updates.setValue(0)  # exactly these epochs (the quality recipe's minimum is 28,000 updates)
     panel.batch_seqs.setValue(4)
 
 
@@ -95,7 +96,8 @@ def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot
         assert "default_model.pt" in main.model_label.text()
         assert main.training_plot.valid_epochs == list(range(1, 61))
         assert main.training_plot.train_values == []
-        assert main.training_plot.legend_names() == ["validation"]
+        assert main.training_plot.legend_names() == ["validation log-likelihood", "validation monitor (right axis)",
+                                                     "kept epoch (best log-likelihood)"]
         assert main.live_panel.gibbs_steps.value() == 1000  # the model's own setting, not clamped
     finally:
         main.close()
@@ -162,7 +164,9 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert result.status == "finished" and result.epochs_completed == 2
     assert epochs_seen == [1, 2]
     assert len(window.training_plot.epochs) == 2
-    assert window.training_plot.legend_names() == ["training", "validation"]
+    assert window.training_plot.legend_names() == [
+        "validation log-likelihood (bars: ± 1 AIS standard error)", "training monitor (right axis)",
+        "validation monitor (right axis)", "kept epoch (best log-likelihood)"]
     assert window.model_file.path is not None and window.model_file.path.parent == tmp_path / "models"
     assert load_checkpoint(window.model_file.path).training.progress.epochs_completed == 2
     assert window.training_panel.resume_button.isEnabled()
@@ -466,7 +470,7 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     checkpoint = load_checkpoint(window.model_file.path)
     config = checkpoint.training.train_config
     assert (config.cd_start, config.select_by, config.lr_schedule) == ("persistent", "ll", "cosine")
-    assert config.epochs == 1 and config.min_updates == 0  # the user's epochs, not stretched
+    assert config.epochs == 1 and config.min_updates == 0  # the user's epochs and (visible) minimum
     assert set(checkpoint.training.pretraining) == {"rbm", "rnn"}
     assert checkpoint.history[0].valid_ll is not None  # kept by the validation log-likelihood
     assert checkpoint.model_config.gibbs_steps == 1000  # a sharp model composes with its own setting
@@ -490,7 +494,7 @@ def test_the_training_panel_starts_at_the_quality_recipe_within_the_engine_s_ran
     from rnnrbm_studio.training.recipes import configs
 
     panel = window.training_panel
-    assert panel.recipe.isChecked() and panel.configs() == configs("quality", min_updates=0)
+    assert panel.recipe.isChecked() and panel.configs() == configs("quality")  # as `train --recipe quality`
     boxes = ((panel.hidden, limits.MODEL_FIELDS, "n_hidden"), (panel.recurrent, limits.MODEL_FIELDS, "n_hidden_recurrent"),
              (panel.cd_k, limits.MODEL_FIELDS, "cd_k"), (panel.learning_rate, limits.TRAIN_FIELDS, "learning_rate"),
              (panel.epochs, limits.TRAIN_FIELDS, "epochs"), (panel.batch_seqs, limits.TRAIN_FIELDS, "batch_seqs"),

@@ -18,9 +18,13 @@ from pathlib import Path
 
 from ..errors import StudioError
 from ..limits import MODEL_FIELDS, ROLL_FIELDS, TRAIN_CLI_RANGES, TRAIN_FIELDS
+from ..training.progress import eta_text, format_seconds, ll_text
 from .options import from_limits, from_rule, shown
 
 log = logging.getLogger(__name__)
+
+CANDIDATE_FRAMES = 2000  # the key-shift candidate's choice: once per run, so it can afford more frames
+PRINT_EVERY_S = 10.0  # off a terminal, pretraining prints a line at most this often (and at each phase's end)
 
 # `train` options for RollSettings' fields (its module has no option metadata): option dest -> field
 GRID_OPTIONS = {"steps_per_beat": "steps_per_beat", "seconds_per_step": "seconds_per_step",
@@ -90,7 +94,8 @@ def register(subparsers) -> None:
     candidate = from_rule(TRAIN_FIELDS["key_shift"])
     add("--key-shift-candidate", type=candidate, metavar="N",
         help="after the run, train it again with --key-shift N and keep whichever scores the better valid "
-             "log-likelihood (AIS 16 x 1,000 on --select-frames frames); the other is kept beside --out as "
+             f"log-likelihood (AIS 16 x 1,000 on the first {CANDIDATE_FRAMES:,} valid frames, or --select-frames if "
+             "more); the other is kept beside --out as "
              f"NAME.runner-up.pt ({candidate.span}; default 0: one run)")
     add("--steps-per-beat", type=from_limits(ROLL_FIELDS, "steps_per_beat"),
         help=f"time grid for MIDI input (2 = eighths; {from_limits(ROLL_FIELDS, 'steps_per_beat').span}; "
@@ -114,6 +119,8 @@ def settings_from_args(args: argparse.Namespace):
 
     names = {setting.name for setting, _ in setting_fields()}
     given = {name: value for name, value in vars(args).items() if name in names and value is not None}
+    if "epochs" in given and "min_updates" not in given:
+        given["min_updates"] = 0  # given options win: --epochs N trains N epochs, whatever the recipe's minimum
     model, train = configs(args.recipe or DEFAULT_RECIPE, **given)
     grid = RollSettings(**{field: getattr(args, dest) for dest, field in GRID_OPTIONS.items()
                            if getattr(args, dest, None) is not None})
@@ -167,13 +174,13 @@ def train_command(args: argparse.Namespace) -> int:
         if args.resume:
             # without --epochs the run goes on to the epochs it was started with
             trainer = Trainer.resume(out, train_rolls, valid_rolls, epochs=args.epochs, progress=bar.training,
-                                     data_description=str(args.data))
+                                     data_description=Path(args.data).name)
             partial = trainer.resume_epoch
             print(f"resuming after epoch {trainer.epochs_completed}"
                   + (f", update {partial.step} of epoch {partial.epoch}" if partial else ""), file=sys.stderr)
         else:
             trainer = Trainer(build_model(model_config, train_config.seed), train_rolls, valid_rolls, train_config,
-                              out, settings, progress=bar.training, data_description=str(args.data))
+                              out, settings, progress=bar.training, data_description=Path(args.data).name)
         result, signum = run_until_done_or_stopped(trainer, bar)
         print(f"{result.status}: {result.message}; model in {out}", file=sys.stderr)
         if signum is not None:
@@ -183,7 +190,7 @@ def train_command(args: argparse.Namespace) -> int:
         if shift_candidate and not valid_rolls:
             print("no valid pieces to choose by: kept the first run, no candidate trained", file=sys.stderr)
         elif shift_candidate and result.status == "finished":
-            return _train_candidate_and_keep_the_better(trainer, shift_candidate, out, bar, str(args.data))
+            return _train_candidate_and_keep_the_better(trainer, shift_candidate, out, bar, Path(args.data).name)
     return 0
 
 
@@ -230,8 +237,8 @@ def _train_candidate_and_keep_the_better(first, shift: int, out: Path, bar: "Pro
         print(f"candidate {result.status}: kept {out} (the candidate's checkpoint is {candidate.checkpoint_path})",
               file=sys.stderr)
         return 128 + signum if signum is not None else 0
-    frames = first.config.select_frames
-    print(f"choosing on the first {frames} valid frames (AIS 16 x 1,000)...", file=sys.stderr)
+    frames = max(first.config.select_frames, CANDIDATE_FRAMES)
+    print(f"choosing on the first {frames:,} valid frames (AIS 16 x 1,000)...", file=sys.stderr)
     choice = keep_the_better(out, candidate.checkpoint_path, (first.config.key_shift, shift), first.valid_rolls,
                              frames)
     first_score, candidate_score = choice.scores
@@ -241,17 +248,24 @@ def _train_candidate_and_keep_the_better(first, shift: int, out: Path, bar: "Pro
 
 
 class ProgressBar:
-    """One self-rewriting line on a terminal; plain lines per epoch elsewhere."""
+    """One self-rewriting line on a terminal; plain lines per epoch elsewhere (and for pretraining, a line
+    every PRINT_EVERY_S at most), so that a log shows a run that is alive."""
 
     def __init__(self, stream):
         self.stream = stream
         self.interactive = stream.isatty()
         self.open_line = False
+        self.printed_at = -PRINT_EVERY_S
 
     def _write(self, text: str) -> None:
         if self.interactive:
             self.stream.write("\r\033[K" + text)
             self.open_line = True
+        self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        self.finish()
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def loading(self, done: int, total: int, name: str) -> None:
@@ -262,29 +276,32 @@ class ProgressBar:
         width = 24
         filled = int(p.fraction * width)
         bar = "#" * filled + "-" * (width - filled)
-        eta = format_seconds(p.eta_seconds) if p.eta_seconds is not None else "?"
-        line = (f"[{bar}] epoch {p.epoch}/{p.epochs} {p.step}/{p.steps_in_epoch} "
-                f"{p.frames_per_second:,.0f} frames/s monitor {p.monitor:.3f} ETA {eta}")
-        if p.event == "step":
-            self._write(line)
+        eta = eta_text(p)
+        if p.event == "start":
+            self._line(f"plan: {p.message}")
+        elif p.event == "pretraining":
+            line = (f"[{bar}] {p.phase} epoch {p.epoch}/{p.epochs}{' at most' if p.eta_at_most else ''} "
+                    f"{p.step}/{p.steps_in_epoch} ETA {eta}")
+            if self.interactive:
+                self._write(line)
+            elif p.step == p.steps_in_epoch and (p.epoch == 1 or p.elapsed_seconds - self.printed_at >= PRINT_EVERY_S):
+                self.printed_at = p.elapsed_seconds
+                self._line(f"{p.phase} epoch {p.epoch}/{p.epochs}{' at most' if p.eta_at_most else ''}"
+                           + (f": {p.message}" if p.message else "") + f" (phase ETA {eta})")
+        elif p.event == "step":
+            self._write(f"[{bar}] epoch {p.epoch}/{p.epochs} {p.step}/{p.steps_in_epoch} "
+                        f"{p.frames_per_second:,.0f} frames/s monitor {p.monitor:.3f} ETA {eta}")
         elif p.event == "epoch":
-            valid = f" valid {p.valid_monitor:.3f}" if p.valid_monitor is not None else ""
-            self.finish()
-            self.stream.write(f"epoch {p.epoch}/{p.epochs}: monitor {p.monitor:.3f}{valid} "
-                              f"({p.frames_per_second:,.0f} frames/s, elapsed "
-                              f"{format_seconds(p.elapsed_seconds)}, ETA {eta})\n")
-            self.stream.flush()
+            valid = f", valid monitor {p.valid_monitor:.3f}" if p.valid_monitor is not None else ""
+            if p.valid_ll is not None:
+                valid += f", valid LL {ll_text(p.valid_ll, p.valid_ll_se)}"
+            kept = f", kept epoch {p.kept_epoch}" if p.kept_epoch is not None else ""
+            self._line(f"epoch {p.epoch}/{p.epochs}: monitor {p.monitor:.3f}{valid}{kept} "
+                       f"({p.frames_per_second:,.0f} frames/s, elapsed {format_seconds(p.elapsed_seconds)}, ETA {eta})")
         elif p.event == "diverged":
-            self.finish()
-            self.stream.write(p.message + "\n")
+            self._line(p.message)
 
     def finish(self) -> None:
         if self.open_line:
             self.stream.write("\n")
             self.open_line = False
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

@@ -54,12 +54,15 @@ class TrainConfig:
     pretrain_lr: float = field(default=0.003, metadata=_help("Adam learning rate of both pretraining phases"))
     select_by: str = field(default="monitor", metadata=_help(
         "keep the best epoch (and stop early) by the tutorial's monitor, or by the log-likelihood per step "
-        "(a small AIS with a fixed seed) of the first --select-frames valid frames"))
-    select_frames: int = field(default=2000, metadata=_help("valid frames measured by --select-by ll"))
+        "(a small AIS with a fixed seed) of --select-frames fixed valid frames, measured after every epoch"))
+    # few: the measure runs after every epoch and must cost a small part of one (README, Training)
+    select_frames: int = field(default=300, metadata=_help(
+        "valid frames measured by --select-by ll, drawn once with a fixed seed across the valid pieces"))
     # so that one command line gives a small corpus (JSB: 16 updates per epoch) as much training as a
     # big one (Nottingham: 125)
     min_updates: int = field(default=0, metadata=_help(
-        "train at least this many updates: raises --epochs on a small corpus"))
+        "train at least this many updates: raises the recipe's epochs on a small corpus; a given --epochs "
+        "wins over the recipe's minimum, and the run says at its start when the minimum raises the epochs"))
     cd_start: str = field(default="data", metadata=_help(
         "where CD's negative chains start: the data (the tutorial's CD-k), where each frame's chain stopped "
         "the epoch before (persistent), the previous frame, or silence"))
@@ -91,6 +94,8 @@ class EpochRecord:
     monitor: float | None = None  # mean training monitor (the tutorial's number)
     valid_monitor: float | None = None
     valid_ll: float | None = None
+    valid_ll_se: float | None = None  # the AIS estimate's standard error (not in files before it was measured)
+    kept_epoch: int | None = None  # the epoch whose weights the run kept, as of this one (its best so far)
     seconds: float | None = None
     frames_per_second: float | None = None
     # readings under names this version does not know (a file of another version): written back as read
@@ -109,9 +114,10 @@ class EpochRecord:
 
 @dataclass
 class TrainProgress:
-    event: str  # "step", "epoch", "finished", "stopped", "diverged"
-    epoch: int  # 1-based epoch in progress (or just finished)
-    epochs: int
+    # "start" (message: the plan), "pretraining" (phase set), "step", "epoch", "finished", "stopped", "diverged"
+    event: str
+    epoch: int  # 1-based epoch in progress (or just finished); of the phase while pretraining
+    epochs: int  # of the run; of the phase while pretraining (a cap for the RNN phase, which stops early)
     step: int  # updates done in this epoch
     steps_in_epoch: int
     frames_per_second: float
@@ -120,8 +126,13 @@ class TrainProgress:
     valid_monitor: float | None = None
     best_valid_monitor: float | None = None
     elapsed_seconds: float = 0.0
-    eta_seconds: float | None = None
+    eta_seconds: float | None = None  # None until enough updates are measured (training/progress.py)
     message: str = ""
+    phase: str = ""  # "RBM pretraining", "RNN pretraining"; "" while training
+    eta_at_most: bool = False  # the ETA is a bound: the phase may end sooner (the RNN phase stops early)
+    valid_ll: float | None = None  # the epoch's validation log-likelihood per step (select_by="ll")
+    valid_ll_se: float | None = None  # its standard error
+    kept_epoch: int | None = None  # the epoch whose weights the run keeps so far
 
     @property
     def fraction(self) -> float:

@@ -6,11 +6,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..model import RnnRbm
-from ..quality.ais import log_likelihood
-from ..quality.frames import conditional_frames, leading_frames
+from ..quality.ais import LogLikelihood, log_likelihood
+from ..quality.frames import conditional_frames
 from ..sampling import BernoulliSampler
 from .batches import Batch
 
@@ -29,16 +30,57 @@ def validation_monitor(model: RnnRbm, batches: Sequence[Batch], sampler: Bernoul
     return total / frames
 
 
-def validation_log_likelihood(model: RnnRbm, valid_rolls: Sequence[torch.Tensor], frames: int) -> float:
-    """LL per step by AIS on the first `frames` valid frames (select_by="ll").
+# The per-epoch estimate: few frames and chains, enough temperatures. It reads sharp models
+# optimistically (AIS with few chains is biased high), alike for every epoch: a curve to compare epochs
+# by, not the evaluation's number (`eval`, 16 x 1,000 on the whole valid set).
+VALIDATION_SEED = 12345
+CHAINS, BETAS, BASE_CHAINS, BASE_STEPS = 8, 200, 8, 30
+PIECES_PER_FRAME = 4  # draw the frames from pieces holding 4x as many: spread, yet the RNN reads few
+
+
+@dataclass(frozen=True)
+class ValidationFrames:
+    """A fixed set of valid frames: the same pieces, cut after the same frame, the same frames of them,
+    every epoch (drawn once, with a fixed seed), so that epochs differ by their weights only."""
+
+    rolls: list  # each chosen piece up to its last chosen frame (its history conditions the frames)
+    index: torch.Tensor  # the measured frames among the rolls' frames, concatenated
+
+
+def fixed_valid_frames(valid_rolls: Sequence[torch.Tensor], count: int,
+                       seed: int = VALIDATION_SEED) -> ValidationFrames:
+    """`count` valid frames (all of them if there are fewer), drawn from pieces taken in a seeded order."""
+    rng = np.random.default_rng(seed)
+    chosen, held = [], 0
+    for i in rng.permutation(len(valid_rolls)):
+        chosen.append(int(i))
+        held += len(valid_rolls[i])
+        if held >= PIECES_PER_FRAME * count:
+            break
+    chosen.sort()
+    pieces = [valid_rolls[i] for i in chosen]
+    picked = np.sort(rng.choice(held, min(count, held), replace=False))
+    starts = np.cumsum([0] + [len(p) for p in pieces])
+    rolls, index, offset = [], [], 0
+    for piece, start in zip(pieces, starts):
+        mine = picked[(picked >= start) & (picked < start + len(piece))] - start
+        if not len(mine):
+            continue
+        rolls.append(piece[:int(mine[-1]) + 1])
+        index.extend(offset + mine)
+        offset += int(mine[-1]) + 1
+    return ValidationFrames(rolls, torch.as_tensor(np.asarray(index, dtype=np.int64)))
+
+
+def validation_log_likelihood(model: RnnRbm, fixed: ValidationFrames) -> LogLikelihood:
+    """LL per step by AIS on the fixed valid frames (select_by="ll"), with its standard error.
 
     A fixed seed gives every epoch the same random numbers, so epochs differ by their weights only.
     """
     with torch.no_grad():
-        measured = conditional_frames(model, leading_frames(valid_rolls, frames))
-        # small AIS (biased high, but alike for every epoch) keeps the check to ~2 s for 2,000 frames
-        return log_likelihood(model, measured, chains=8, n_betas=40, sampler=BernoulliSampler(12345),
-                              base_chains=8, base_steps=30).mean
+        measured = conditional_frames(model, fixed.rolls).subset(fixed.index)
+        return log_likelihood(model, measured, chains=CHAINS, n_betas=BETAS, sampler=BernoulliSampler(VALIDATION_SEED),
+                              base_chains=BASE_CHAINS, base_steps=BASE_STEPS)
 
 
 @dataclass
@@ -49,8 +91,9 @@ class Best:
     valid_ll: float | None = None  # with select_by="ll"
     state: Weights | None = None
     epochs_since: int = 0
+    epoch: int | None = None  # the epoch kept (None: none judged yet)
 
-    def judge(self, by_ll: bool, valid: float | None, valid_ll: float | None, weights: Weights,
+    def judge(self, epoch: int, by_ll: bool, valid: float | None, valid_ll: float | None, weights: Weights,
               averaging: bool) -> None:
         """Take an epoch's readings: its weights are kept if its score is the best so far."""
         if by_ll and valid is not None and (self.valid_monitor is None or valid > self.valid_monitor):
@@ -63,10 +106,12 @@ class Best:
                 self.valid_monitor = score
             self.state = weights
             self.epochs_since = 0
+            self.epoch = epoch
         else:
             self.epochs_since += 1
         if score is None and averaging:
             self.state = weights  # nothing to select by: the average is the model
+            self.epoch = epoch
 
 
 def update_average(averaged: Weights | None, model: RnnRbm, decay: float) -> Weights:

@@ -76,6 +76,7 @@ def resume_trainer(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=()
     config = replace(training.train_config)
     if epochs is not None:
         config.epochs = epochs
+        config.min_updates = 0  # epochs given win over the run's minimum number of updates
     trainer = cls(model, train_rolls, valid_rolls, config, checkpoint_path, checkpoint.data.roll_settings, progress,
                   **kwargs)
     _load_optimizer_state(trainer.optimizer, training.optimizer_state, checkpoint_path)
@@ -85,6 +86,7 @@ def resume_trainer(cls, checkpoint_path: str | Path, train_rolls, valid_rolls=()
     trainer.best.valid_ll = state.best_valid_ll
     trainer.best.epochs_since = state.epochs_since_best
     trainer.best.state = checkpoint.best_model_state
+    trainer.best.epoch = kept_epoch(checkpoint)
     trainer.elapsed_before = state.elapsed_seconds
     trainer.history = list(checkpoint.history)
     trainer.pretraining = dict(training.pretraining)
@@ -165,3 +167,16 @@ def _same_kind(template: Any, value: Any) -> bool:
         return (isinstance(value, (tuple, list)) and len(value) == len(template)
                 and all(_same_kind(t, v) for t, v in zip(template, value)))
     return isinstance(value, type(template))
+
+
+def kept_epoch(checkpoint: Checkpoint) -> int | None:
+    """The epoch whose weights play: the best one kept (best_model_state), else the last; None before any.
+    Files from before EpochRecord.kept_epoch: the epochs since the best count back from the last."""
+    if checkpoint.history and checkpoint.history[-1].kept_epoch is not None:
+        return checkpoint.history[-1].kept_epoch
+    if checkpoint.training is None or not checkpoint.training.progress.epochs_completed:
+        return checkpoint.history[-1].epoch if checkpoint.history else None
+    progress = checkpoint.training.progress
+    if checkpoint.best_model_state is None:
+        return progress.epochs_completed  # the last weights play
+    return progress.epochs_completed - progress.epochs_since_best

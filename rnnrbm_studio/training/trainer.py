@@ -29,10 +29,12 @@ from .batches import Batch, PersistentChains, epoch_batches, updates_per_epoch, 
 from .checkpoint_types import Checkpoint, EpochInProgress
 # the settings and reports live in config.py; importers have always found them here
 from .config import EpochRecord, TrainConfig, TrainProgress, TrainResult  # noqa: F401
-from .pretraining import learning_rate_factor, pretrain
+from .pretraining import PretrainingProgress, learning_rate_factor, pretrain
+from .progress import Clock, UpdateTimer, count_of, plan
 from .rng_state import rng_state_to_lists
 from .run_lock import output_lock
-from .selection import Best, holding, update_average, validation_log_likelihood, validation_monitor
+from .selection import (Best, ValidationFrames, fixed_valid_frames, holding, update_average,
+                        validation_log_likelihood, validation_monitor)
 from .state import resume_trainer, save_trainer, training_checkpoint
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class Trainer:
                  config: TrainConfig | None = None, checkpoint_path: str | Path | None = None,
                  roll_settings: RollSettings | None = None,
                  progress: Callable[[TrainProgress], None] | None = None, progress_interval: float = 0.1,
-                 data_description: str = ""):
+                 data_description: str = "", clock: Clock = time.monotonic):
         self.model = model
         self.config = config or TrainConfig()
         self.train_rolls = [np.asarray(r, dtype=np.uint8) for r in train_rolls if len(r)]
@@ -83,6 +85,9 @@ class Trainer:
         self.progress = progress
         self.progress_interval = progress_interval
         self.data_description = data_description
+        self.clock = clock  # every duration and ETA reads it (tests pass a fake one)
+        self.timer = UpdateTimer(clock)  # the measured time per update: the ETA's
+        self.validation_seconds: float | None = None  # what the last epoch's validation and save took
         self._stop = threading.Event()
         self.epochs_completed = 0
         self.history: list[EpochRecord] = []
@@ -92,12 +97,11 @@ class Trainer:
         self.pretraining: dict[str, dict] = {}  # what each pretraining phase did (recipe options)
         self.epoch_in_progress: EpochInProgress | None = None  # where a stop inside an epoch left it
         self.resume_epoch: EpochInProgress | None = None  # the same, read from a checkpoint: the epoch to finish
-        if self.config.min_updates:
-            needed = math.ceil(self.config.min_updates / self.updates_per_epoch())
-            if needed > self.config.epochs:
-                log.info("%d epochs of %d updates give the %d updates asked for", needed,
-                         self.updates_per_epoch(), self.config.min_updates)
-                self.config = replace(self.config, epochs=needed)
+        # the plan of the run: the epochs asked for, raised to reach min_updates (said in the "start" report)
+        self.plan = plan(self.config.epochs, self.config.min_updates, self.updates_per_epoch())
+        if self.plan.raised:
+            log.info("%s", self.plan.describe())
+            self.config = replace(self.config, epochs=self.plan.epochs)
         self.sampler = BernoulliSampler(self.config.seed)
         # its own stream, so that what the training monitor draws never changes what training draws
         self.monitor_sampler = BernoulliSampler([self.config.seed, 1])
@@ -138,11 +142,23 @@ class Trainer:
         """The tutorial's monitor averaged over the valid frames (None without valid data)."""
         return validation_monitor(self.model, self._valid_batches(), self.sampler) if self.valid_rolls else None
 
-    def validation_log_likelihood(self) -> float | None:
-        """LL per step on the first select_frames valid frames (select_by="ll"); None without valid data."""
+    def validation_frames(self) -> ValidationFrames:
+        """The select_frames fixed valid frames that every epoch's log-likelihood reads (drawn once)."""
+        if getattr(self, "_validation_frames", None) is None:
+            self._validation_frames = fixed_valid_frames(self.valid_rolls, self.config.select_frames)
+        return self._validation_frames
+
+    def validation_estimate(self):
+        """LL per step on the fixed valid frames, with its standard error (quality.ais.LogLikelihood);
+        None without valid data."""
         if not self.valid_rolls:
             return None
-        return validation_log_likelihood(self.model, self.valid_rolls, self.config.select_frames)
+        return validation_log_likelihood(self.model, self.validation_frames())
+
+    def validation_log_likelihood(self) -> float | None:
+        """LL per step on the fixed valid frames (select_by="ll"); None without valid data."""
+        estimate = self.validation_estimate()
+        return estimate.mean if estimate is not None else None
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> TrainResult:
@@ -163,8 +179,9 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.model.train()
-        started = time.monotonic()
+        started = self.clock()
         epochs_at_start = self.epochs_completed
+        self._report_start(started)
         status, message = "finished", ""
         if (self.epochs_completed == 0 and not self.pretraining and self.resume_epoch is None
                 and (config.rnn_pretrain_epochs or config.rbm_pretrain_epochs)):
@@ -173,7 +190,8 @@ class Trainer:
             start = copy.deepcopy(self.checkpoint()) if self.checkpoint_path else None
             self.pretraining = pretrain(self.model, config, self.train_rolls, self._epoch_batches,
                                         self._valid_batches() if self.valid_rolls else None, self.sampler,
-                                        stop=self._stop.is_set)
+                                        stop=self._stop.is_set, progress=self._pretraining_reporter(started),
+                                        clock=self.clock)
             if self._stop.is_set():
                 if start is not None:
                     self.model.load_state_dict(start.model_state)
@@ -187,12 +205,15 @@ class Trainer:
             if outcome is not None:
                 status, message = outcome
                 break
-            if config.patience and self.best.valid_monitor is not None and self.best.epochs_since >= config.patience:
+            if config.patience and self.best.epoch is not None and self.best.epochs_since >= config.patience:
                 status = "early-stopped"
-                message = f"no better valid monitor for {config.patience} epochs; best {self.best.valid_monitor:.3f}"
+                measure = ("valid log-likelihood" if config.select_by == "ll" else "valid monitor")
+                message = (f"stopped early: no better {measure} for {count_of(config.patience, 'epoch')}; "
+                           f"kept epoch {self.best.epoch}")
                 break
         else:
-            message = f"{self.epochs_completed} epoch{'' if self.epochs_completed == 1 else 's'} trained"
+            message = f"{count_of(self.epochs_completed, 'epoch')} trained" + (
+                f"; kept epoch {self.best.epoch}" if self.best.epoch is not None and self.valid_rolls else "")
         if status == "diverged":
             self._report("diverged", self.epochs_completed + 1, 0, 0, 0.0, math.nan, math.nan, started,
                          epochs_at_start, message=message)
@@ -216,8 +237,9 @@ class Trainer:
                 group["lr"] = base * factor
         shuffle_at_start = self.shuffle_rng.getstate()
         batches = self._epoch_batches()
-        epoch_started = time.monotonic()
-        last_report = 0.0
+        epoch_started = self.clock()
+        self.timer.begin()
+        last_report = -math.inf
         partial, self.resume_epoch = self.resume_epoch, None  # a resumed run finishes its epoch first
         done, frames = (partial.step, partial.frames) if partial else (0, 0)
         loss_sum, monitor_sum = (partial.loss_sum, partial.monitor_sum) if partial else (0.0, 0.0)
@@ -228,33 +250,38 @@ class Trainer:
             if self._stop.is_set():
                 self.epoch_in_progress = EpochInProgress(
                     epoch, step - 1, rng_state_to_lists(shuffle_at_start), frames, loss_sum, monitor_sum,
-                    seconds_before + time.monotonic() - epoch_started)
+                    seconds_before + self.clock() - epoch_started)
                 return "stopped", (f"stopped during epoch {epoch} after update {step - 1}; the checkpoint holds "
                                    f"the run so far and --resume continues it from the next update")
             outcome = self._update(step - 1, batch, mask)
             if outcome is None:
                 return "diverged", self._diverged_at(epoch, step)
             cost, monitor, n = outcome
+            self.timer.tick()
             frames += n
             loss_sum += cost * n
             monitor_sum += monitor * n
-            now = time.monotonic()
+            now = self.clock()
             if self.progress and now - last_report >= self.progress_interval:
                 last_report = now
                 self._report("step", epoch, step, len(batches), frames / max(now - epoch_started, 1e-9),
                              loss_sum / frames, monitor_sum / frames, started, epochs_at_start)
-        seconds = seconds_before + time.monotonic() - epoch_started
+        seconds = seconds_before + self.clock() - epoch_started
+        validation_started = self.clock()
         self.epochs_completed = epoch
         self.epoch_in_progress = None
         by_ll = self.config.select_by == "ll"
         with holding(self.model, self.averaged_state):  # what is validated and kept is the average, if any
             valid = self.validation_monitor()
-            valid_ll = self.validation_log_likelihood() if by_ll else None
+            estimate = self.validation_estimate() if by_ll else None
             kept = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.best.judge(by_ll, valid, valid_ll, kept, averaging=bool(self.config.average))
-        self.history.append(EpochRecord(epoch, loss_sum / frames, monitor_sum / frames, valid, valid_ll, seconds,
-                                        frames / seconds))
+        valid_ll = estimate.mean if estimate is not None else None
+        self.best.judge(epoch, by_ll, valid, valid_ll, kept, averaging=bool(self.config.average))
+        self.history.append(EpochRecord(epoch, loss_sum / frames, monitor_sum / frames, valid, valid_ll,
+                                        estimate.se if estimate is not None else None,
+                                        self.best.epoch, seconds, frames / seconds))
         self._save()
+        self.validation_seconds = self.clock() - validation_started
         self._report("epoch", epoch, len(batches), len(batches), frames / seconds, loss_sum / frames,
                      monitor_sum / frames, started, epochs_at_start, valid=valid)
         log.info("epoch %d/%d monitor %.3f valid %s (%.1f s)", epoch, self.config.epochs, monitor_sum / frames,
@@ -314,15 +341,52 @@ class Trainer:
                 message="") -> None:
         if not self.progress:
             return
-        elapsed = time.monotonic() - started
-        done = (self.epochs_completed - epochs_at_start) + (step / steps if steps and event == "step" else 0)
-        remaining = self.config.epochs - self.epochs_completed - (step / steps if steps and event == "step" else 0)
-        eta = elapsed / done * remaining if done > 0 else None
+        elapsed = self.clock() - started
+        last = self.history[-1] if event == "epoch" and self.history else None
         self.progress(TrainProgress(event=event, epoch=epoch, epochs=self.config.epochs, step=step,
                                     steps_in_epoch=steps, frames_per_second=fps, loss=loss, monitor=monitor,
                                     valid_monitor=valid, best_valid_monitor=self.best.valid_monitor,
-                                    elapsed_seconds=self.elapsed_before + elapsed, eta_seconds=eta,
-                                    message=message))
+                                    elapsed_seconds=self.elapsed_before + elapsed,
+                                    eta_seconds=self._eta(event, step, steps), message=message,
+                                    valid_ll=last.valid_ll if last else None,
+                                    valid_ll_se=last.valid_ll_se if last else None, kept_epoch=self.best.epoch))
+
+    def _eta(self, event: str, step: int, steps: int) -> float | None:
+        """The time left, from the measured time per update (and per validation): None until measured."""
+        if event not in ("step", "epoch"):
+            return None if event != "finished" else 0.0
+        in_epoch = steps - step if event == "step" else 0
+        epochs_after = self.config.epochs - self.epochs_completed - (1 if event == "step" else 0)
+        training = self.timer.eta(in_epoch + epochs_after * self.updates_per_epoch())
+        if training is None:
+            return None
+        validations = epochs_after + (1 if event == "step" else 0)
+        return training + validations * (self.validation_seconds or 0.0)
+
+    def _report_start(self, started: float) -> None:
+        """Before anything else (pretraining is a minute): what the run will do."""
+        config, text = self.config, self.plan.describe()
+        if self.epochs_completed or self.resume_epoch is not None:
+            text = f"continuing after epoch {self.epochs_completed} of {count_of(config.epochs, 'epoch')}"
+        elif config.rbm_pretrain_epochs or config.rnn_pretrain_epochs:
+            text += "; pretraining first (" + ", ".join(
+                part for part in (config.rbm_pretrain_epochs and f"RBM {count_of(config.rbm_pretrain_epochs, 'epoch')}",
+                                  config.rnn_pretrain_epochs and f"RNN at most {count_of(config.rnn_pretrain_epochs, 'epoch')}")
+                if part) + ")"
+        self._report("start", self.epochs_completed + 1, 0, self.updates_per_epoch(), 0.0, math.nan, math.nan,
+                     started, self.epochs_completed, message=text)
+
+    def _pretraining_reporter(self, started: float) -> Callable[[PretrainingProgress], None] | None:
+        if not self.progress:
+            return None
+
+        def report(p: PretrainingProgress) -> None:
+            self.progress(TrainProgress(
+                event="pretraining", epoch=p.epoch, epochs=p.epochs, step=p.step, steps_in_epoch=p.steps,
+                frames_per_second=0.0, loss=math.nan, monitor=math.nan, phase=p.phase,
+                elapsed_seconds=self.elapsed_before + self.clock() - started, eta_seconds=p.eta_seconds,
+                eta_at_most=p.eta_at_most, message=p.message))
+        return report
 
     # -------------------------------------------------------------------------- checkpoints
     def checkpoint(self) -> Checkpoint:

@@ -1,23 +1,15 @@
 """The *Train* panel: the model's and the training's settings, Train / Stop / Resume, and progress."""
 from __future__ import annotations
 
-import math
-
 from PySide6 import QtCore, QtWidgets
 
 from ...model import RnnRbmConfig
 from ...music.pianoroll import RollSettings
+from ...limits import TRAIN_FIELDS
 from ...training.config import TrainConfig, TrainProgress
-from ...training.recipes import QUALITY, TUTORIAL, configs
+from ...training.progress import eta_text, format_seconds, ll_text
+from ...training.recipes import QUALITY, TUTORIAL, configs, recipe_value
 from .boxes import double_spin_box, spin_box
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 TRAIN_HINT = "Train a new model on the loaded music (checkpoints are saved every epoch)"
@@ -42,7 +34,15 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.cd_k = spin_box(1, 100, defaults.cd_k, "Gibbs steps of contrastive divergence (CD-k) per update. "
                              "More is more accurate and slower. The paper used 15.")
         self.epochs = spin_box(1, 10_000, train_defaults.epochs, "Passes over the music. The tutorial ran 200 "
-                               "(plain SGD); the bundled model 60.")
+                               "(plain SGD); the bundled model 60. Min. updates can raise it on a small folder.")
+        self.min_updates = spin_box(0, min(TRAIN_FIELDS["min_updates"][1], 2**31 - 1), train_defaults.min_updates,
+                                    "Train at least this many updates: raises the epochs on a small folder, so "
+                                    "that it gets as much training as a big one (the quality recipe: 28,000). "
+                                    "Off: exactly the epochs above.\nThe command line's --min-updates; there, "
+                                    "--epochs given alone turns it off. The run says at its start when it "
+                                    "trains more epochs than asked.", 1000)
+        self.min_updates.setSpecialValueText("off")
+        self.min_updates.setSuffix(" updates")
         self.optimizer = QtWidgets.QComboBox()
         self.optimizer.addItems(["adam", "sgd"])
         self.optimizer.setCurrentText(train_defaults.optimizer)
@@ -79,6 +79,7 @@ class TrainingPanel(QtWidgets.QGroupBox):
         form.addRow("Batch (subsequences)", self.batch_seqs)
         form.addRow("CD-k", self.cd_k)
         form.addRow("Epochs", self.epochs)
+        form.addRow("Min. updates", self.min_updates)
         form.addRow("Steps per beat", self.steps_per_beat)
         form.addRow("Seed", self.seed)
         form.addRow("Transpose (augment)", self.key_shift)
@@ -112,17 +113,21 @@ class TrainingPanel(QtWidgets.QGroupBox):
         self.train_button.clicked.connect(self.train_requested)
         self.stop_button.clicked.connect(self.stop_requested)
         self.resume_button.clicked.connect(self.resume_requested)
+        self.recipe.toggled.connect(self._recipe_toggled)
         self.set_state(running=False, can_train=False, can_resume=False)
 
     def configs(self) -> tuple[RnnRbmConfig, TrainConfig]:
         """The model's and the training's settings: the recipe's (training/recipes.py, as `train --recipe`
         gives them), with the fields of this panel."""
         recipe = QUALITY if self.recipe.isChecked() else TUTORIAL
-        # the epochs field is the user's: no minimum number of updates stretches a small folder's run
-        return configs(recipe, min_updates=0, n_hidden=self.hidden.value(), n_hidden_recurrent=self.recurrent.value(),
+        # both fields are the user's, shown: the run trains Epochs, raised to reach Min. updates (as `train`)
+        return configs(recipe, min_updates=self.min_updates.value(), n_hidden=self.hidden.value(), n_hidden_recurrent=self.recurrent.value(),
                        cd_k=self.cd_k.value(), epochs=self.epochs.value(), learning_rate=self.learning_rate.value(),
                        optimizer=self.optimizer.currentText(), batch_seqs=self.batch_seqs.value(),
                        seed=self.seed.value(), key_shift=self.key_shift.value())
+
+    def _recipe_toggled(self, quality: bool) -> None:
+        self.min_updates.setValue(recipe_value(QUALITY if quality else TUTORIAL, "min_updates"))
 
     def roll_settings(self) -> RollSettings:
         return RollSettings(steps_per_beat=self.steps_per_beat.value())
@@ -141,16 +146,31 @@ class TrainingPanel(QtWidgets.QGroupBox):
         else:
             self.resume_button.setToolTip(RESUME_HINT)
         self.stop_button.setEnabled(running)
-        for widget in (self.hidden, self.recurrent, self.learning_rate, self.cd_k, self.epochs, self.optimizer,
+        for widget in (self.hidden, self.recurrent, self.learning_rate, self.cd_k, self.epochs, self.min_updates,
+                       self.optimizer,
                        self.batch_seqs, self.steps_per_beat, self.seed, self.key_shift, self.recipe):
             widget.setEnabled(not running)
 
     def show_progress(self, p: TrainProgress) -> None:
+        """The bar and the line under it, from the first report on: the plan, each pretraining phase with
+        its ETA, then the epochs."""
         self.progress.setValue(int(p.fraction * 1000))
-        self.progress.setFormat(f"epoch {p.epoch}/{p.epochs}  {p.fraction * 100:.0f}%")
-        valid = f", valid {p.valid_monitor:.2f}" if p.valid_monitor is not None else ""
-        if p.event in ("step", "epoch"):
+        if p.event == "start":
+            self.progress.setFormat("starting")
+            self.status.setText(f"Plan: {p.message}")
+        elif p.event == "pretraining":
+            of = f"at most {p.epochs}" if p.eta_at_most else f"{p.epochs}"
+            self.progress.setFormat(f"{p.phase} {p.epoch}/{p.epochs}  {p.fraction * 100:.0f}%")
+            self.status.setText(f"{p.phase}: epoch {p.epoch} of {of} · update {p.step:,}/{p.steps_in_epoch:,} · "
+                                f"phase ETA {eta_text(p)}" + (f" · {p.message}" if p.message else ""))
+        elif p.event in ("step", "epoch"):
+            self.progress.setFormat(f"epoch {p.epoch}/{p.epochs}  {p.fraction * 100:.0f}%")
+            valid = f" · valid monitor {p.valid_monitor:.2f}" if p.valid_monitor is not None else ""
+            if p.valid_ll is not None:
+                valid += f" · valid LL {ll_text(p.valid_ll, p.valid_ll_se)}"
+            if p.kept_epoch is not None:
+                valid += f" · kept epoch {p.kept_epoch}"
             self.status.setText(f"{p.frames_per_second:,.0f} frames/s · monitor {p.monitor:.2f}{valid} · "
-                                f"elapsed {format_seconds(p.elapsed_seconds)} · ETA {format_seconds(p.eta_seconds)}")
+                                f"elapsed {format_seconds(p.elapsed_seconds)} · ETA {eta_text(p)}")
         else:
             self.status.setText(p.message)
