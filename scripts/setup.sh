@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(jackd2 fluidsynth xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
+# libfluidsynth3 and a General MIDI SoundFont: the built-in synth (docs/synth.md)
+apt_packages=(jackd2 fluidsynth libfluidsynth3 timgm6mb-soundfont xvfb xauth libxcb-icccm4 libxcb-keysyms1
+              libxcb-cursor0 libxkbcommon-x11-0
               libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0 libegl1 libgl1
               libopengl0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core)
 
