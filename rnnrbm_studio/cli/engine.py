@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     generate.add_argument("--temperature", type=float_in(MIN_TEMPERATURE, MAX_TEMPERATURE), default=1.0,
                           help=f"sampling temperature ({MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}; 1 = the model)")
     generate.add_argument("--seed", type=int_in(0, SEED_MAX), default=None, help=f"(0..{SEED_MAX})")
-    generate.add_argument("--wav", metavar="OUT.wav", help="also render the piece to this WAV file with the built-in synth")
+    generate.add_argument("--wav", metavar="OUT.wav",
+                          help="also render the piece to this WAV file with the built-in synth")
     generate.add_argument("--soundfont", metavar="SF2", help="the SoundFont --wav plays with (see `render --help`)")
     generate.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
                           help=f"velocities around 80: {DYNAMICS} (default on; off: every note 80)")

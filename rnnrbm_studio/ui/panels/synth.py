@@ -52,7 +52,8 @@ class SynthPanel(QtWidgets.QWidget):
         self.soundfont_button.setToolTip("The built-in synth's SoundFont (default: one installed on the system, "
                                          "else the small one shipped with the app)")
         self.export_audio_button = QtWidgets.QPushButton("Export audio…")
-        self.export_audio_button.setToolTip("Save everything played so far as a .wav file, played by the built-in synth")
+        self.export_audio_button.setToolTip("Save everything played so far as a .wav file, played by the "
+                                            "built-in synth")
         self.notice = QtWidgets.QLabel("")
         self.notice.setWordWrap(True)
         self.notice.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
