@@ -123,3 +123,19 @@ def test_author_accuracy_is_seeded_and_checks_its_counts(tiny_frames):
     for samples, chains in ((5, 3), (0, 1), (4, 0)):
         with pytest.raises(ValueError):
             author_accuracy(model, frames, samples=samples, chains=chains)
+
+
+def test_long_chains_run_in_bounded_pieces(tiny_frames, monkeypatch):
+    """gibbs_chain holds all its steps' uniforms at once: the ACC's chains call it a few steps at a time
+    (400 steps of the full Nottingham test split in one call needed 21 GB and were killed)."""
+    import rnnrbm_studio.quality.accuracy as accuracy
+
+    model, frames, _ = tiny_frames
+    calls = []
+    chain = model.gibbs_chain
+    monkeypatch.setattr(model, "gibbs_chain", lambda v, bv, bh, steps, sampler: calls.append(steps) or
+                        chain(v, bv, bh, steps, sampler))
+    rows_bytes = 2 * len(frames) * (V + H) * 4  # 2 chains per frame, float32
+    monkeypatch.setattr(accuracy, "CHAIN_BYTES", 7 * rows_bytes)
+    author_accuracy(model, frames, samples=4, chains=2, burn_in=30, thin=3, sampler=BernoulliSampler(0))
+    assert calls == [7, 7, 7, 7, 2, 3]  # 30 steps of burn-in in pieces of 7, then one thinning of 3

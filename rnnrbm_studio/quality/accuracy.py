@@ -22,6 +22,21 @@ DEFAULT_ACC_SAMPLES = 5
 DEFAULT_ACC_GIBBS_STEPS = 400  # enough for the chains from v_{t-1} to forget their start (docs/quality.md)
 
 
+CHAIN_BYTES = 1 << 28  # RnnRbm.gibbs_chain draws all its steps' uniforms at once: bound what one call holds
+
+
+def gibbs(model: RnnRbm, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, steps: int,
+          sampler: BernoulliSampler) -> torch.Tensor:
+    """model.gibbs_chain in calls of a few steps each, so that its uniforms (steps x rows x (V + H)
+    float32 at once) stay within CHAIN_BYTES: 400 steps of 65,536 rows would need 25 GB in one call."""
+    per_step = v.shape[0] * (v.shape[1] + model.config.n_hidden) * v.element_size()
+    chunk = max(1, CHAIN_BYTES // max(per_step, 1))
+    while steps > 0:
+        v = model.gibbs_chain(v, bv, bh, min(chunk, steps), sampler)
+        steps -= chunk
+    return v
+
+
 def accuracy_counts(predicted: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> tuple[int, int, int]:
     """(TP, FP, FN) summed over frames. predicted, target: (N, V) 0/1."""
     p = np.asarray(predicted, dtype=bool)
@@ -75,7 +90,7 @@ def expected_accuracy(model: RnnRbm, frames: Frames, samples: int = DEFAULT_ACC_
         for first in range(0, len(frames), batch_frames):
             part = slice(first, min(len(frames), first + batch_frames))
             v0 = frames.v_prev[part] if start == "previous" else torch.zeros_like(frames.v[part])
-            predicted = model.gibbs_chain(v0, frames.bv[part], frames.bh[part], gibbs_steps, sampler)  # (n, V)
+            predicted = gibbs(model, v0, frames.bv[part], frames.bh[part], gibbs_steps, sampler)  # (n, V)
             counts += accuracy_counts(predicted.numpy(), target[part])
         per_sample.append(accuracy_from_counts(*counts))
         totals += counts
@@ -163,7 +178,7 @@ def author_accuracy(model: RnnRbm, frames: Frames, samples: int = DEFAULT_AUTHOR
         v = frames.v_prev[part].repeat(chains, 1)  # (chains * n, V), chain-major
         bv, bh = frames.bv[part].repeat(chains, 1), frames.bh[part].repeat(chains, 1)
         for draw in range(per_chain):
-            v = model.gibbs_chain(v, bv, bh, burn_in if draw == 0 else thin, sampler)
+            v = gibbs(model, v, bv, bh, burn_in if draw == 0 else thin, sampler)
             drawn = v.numpy().reshape(chains, n, -1)
             chain_means[:, part] += frame_accuracies(drawn, target[part]) / per_chain
             both_empty += int(np.sum(~drawn.any(-1) & ~target[part].any(-1)))
