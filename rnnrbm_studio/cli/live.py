@@ -144,26 +144,31 @@ def inputs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def note_number(text: str) -> int:
-    """A MIDI note from '60' or a name ('C4' = 60, 'F#3', 'Bb2'); an argparse type."""
-    word = text.strip()
-    try:
-        value = int(word)
-    except ValueError:
-        value = None
+class _NoteNumber(type(int_in(1, 127))):
+    """A MIDI note from '60' or a name ('C4' = 60, 'F#3', 'Bb2'); an argparse type with its range."""
+
+    def __call__(self, text: str) -> int:
+        word = str(text).strip()
         name = word[:1].lower()
-        if name in NOTE_NAMES:
+        if name in NOTE_NAMES and len(word) > 1:
             rest, shift = word[1:], 0
             while rest[:1] in ("#", "b"):
                 shift += 1 if rest[0] == "#" else -1
                 rest = rest[1:]
             try:
-                value = 12 * (int(rest) + 1) + NOTE_NAMES[name] + shift
+                word = str(12 * (int(rest) + 1) + NOTE_NAMES[name] + shift)
             except ValueError:
-                value = None
-    if value is None or not 1 <= value <= 127:
-        raise argparse.ArgumentTypeError(f"must be a MIDI note from 1 to 127 or a name such as C4 (got {text!r})")
-    return value
+                raise self._reject(text) from None
+        try:
+            return super().__call__(word)
+        except argparse.ArgumentTypeError:
+            raise self._reject(text) from None
+
+    def _problem(self) -> str:
+        return f"must be a MIDI note from {self.low} to {self.high} or a name such as C4 (60)"
+
+
+note_number = _NoteNumber(1, 127)
 
 
 class StopSignal(BaseException):
