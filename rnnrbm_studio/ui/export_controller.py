@@ -79,7 +79,8 @@ class BarsExport(QtCore.QObject):
         return bool(self.handle and self.handle.is_running())
 
     def start(self, model: RnnRbm, path: str | Path, bars: int, frames: int, *, bpm: float, steps_per_beat: int,
-              gibbs_steps: int, inverse_temperature: float, seed: int | None = None) -> WorkerHandle | None:
+              gibbs_steps: int, inverse_temperature: float, seed: int | None = None, velocity: int = 80,
+              dynamics: bool = True) -> WorkerHandle | None:
         """Start generating `frames` frames (`bars` bars) into `path`; None if an export already runs."""
         if self.is_running():
             return None
@@ -88,7 +89,7 @@ class BarsExport(QtCore.QObject):
         self.handle = self.registry.start(
             export_bars_job, copy.deepcopy(model).eval(), Path(path), frames, name="export-bars", progress=True,
             bpm=bpm, steps_per_beat=steps_per_beat, gibbs_steps=gibbs_steps,
-            inverse_temperature=inverse_temperature, seed=seed,
+            inverse_temperature=inverse_temperature, seed=seed, velocity=velocity, dynamics=dynamics,
             connect={"progress": self._on_progress, "succeeded": self.exported, "failed": self.failed,
                      "cancelled": self.cancelled, "finished": self._on_finished})
         self.status.begin(f"Generating {bars} bars…", frames)

@@ -93,7 +93,7 @@ def generate_roll(job: Job, model: RnnRbm, frames: int, gibbs_steps: int | None 
 
 def export_bars_job(job: Job, model: RnnRbm, path: str | Path, frames: int, *, bpm: float, steps_per_beat: int,
                     gibbs_steps: int | None = None, inverse_temperature: float = 1.0,
-                    seed: int | None = None) -> Path:
+                    seed: int | None = None, velocity: int = 80, dynamics: bool = True) -> Path:
     """Generates `frames` new frames and writes them to `path` (atomically), only if not cancelled.
 
     `model` is the job's own: pass a copy, not a model that playback or training changes meanwhile.
@@ -102,7 +102,7 @@ def export_bars_job(job: Job, model: RnnRbm, path: str | Path, frames: int, *, b
     job.check()
     path = Path(path)
     try:
-        roll_to_midi(roll, path, bpm=bpm, steps_per_beat=steps_per_beat)
+        roll_to_midi(roll, path, bpm=bpm, steps_per_beat=steps_per_beat, velocity=velocity, dynamics=dynamics)
     except OSError as error:
         raise StudioError(f"Cannot write {path}: {error.strerror or error}") from None
     except ValueError as error:  # a grid MIDI cannot hold (ticks per beat not a multiple of the steps)

@@ -25,6 +25,15 @@ from ..music.pianoroll import RollSettings
 log = logging.getLogger(__name__)
 
 
+def close_port(port) -> None:
+    """Close a port this window opened (None, or one already closed: nothing to do)."""
+    if port is not None and not getattr(port, "closed", False):
+        try:
+            port.close()
+        except Exception as error:  # a vanished port may fail to close; it is gone either way
+            log.info("closing the port failed: %s", error)
+
+
 class PortProvider(Protocol):
     def names(self) -> list[str]: ...
 
@@ -173,11 +182,7 @@ class LiveController(QtCore.QObject):
 
     def _close_port(self) -> None:
         port, self.port = self.port, None
-        if port is not None and not getattr(port, "closed", False):
-            try:
-                port.close()
-            except Exception as error:  # a vanished port may fail to close; it is gone either way
-                log.info("closing the port failed: %s", error)
+        close_port(port)
 
     def shutdown(self) -> None:
         """On exit: stop, with note-offs for every sounding note."""

@@ -1,4 +1,4 @@
-"""The main window: the music, training and live panels over the scrolling piano-roll.
+"""The main window: playing on the left; the live piano-roll over the music and training tabs on the right.
 
 The window lays them out and decides what follows what; it holds no model or MIDI logic of its own.
 Each side has its controller: the open model and its file (ui/model_file.py), loading music
@@ -29,6 +29,7 @@ from .piano_roll import PianoRollView
 from .playback_section import PlaybackSection
 from .settings import restore_window, save_window
 from .stall_monitor import StallMonitor
+from .status_bar import StatusBar
 from .training_controller import TrainingController
 from .workers import WorkerHandle, WorkerRegistry
 
@@ -67,44 +68,51 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------------ layout
     def _build_widgets(self) -> None:
+        """Two columns that fit 1280x800 without scrolling: on the left, playing (the Play live panel,
+        then the boxes add_live_box() adds: sound, playing along...); on the right, the live piano-roll
+        over the tabs of the work behind it (the music to learn from, training, skipped files)."""
         self.corpus_panel = CorpusPanel()
         self.training_panel = TrainingPanel()
         self.live_panel = LivePanel()
-        side = QtWidgets.QWidget()
-        side_layout = QtWidgets.QVBoxLayout(side)
-        for panel in (self.corpus_panel, self.training_panel, self.live_panel):
-            side_layout.addWidget(panel)
-        side_layout.addStretch(1)
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidget(side)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(380)
-        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
         self.piano_roll = PianoRollView(capacity=160, title="Live")
         self.training_plot = TrainingPlot()
-        # the music to learn from: loading, the Pieces and Skipped files tabs (ui/corpus_controller.py)
+        # the music to learn from: loading, the pieces and the skipped files (ui/corpus_controller.py)
         self.corpus_side = CorpusController(self.corpus_panel, self.workers, self.settings,
                                             self.training_panel.roll_settings, self)
         self.pieces, self.preview = self.corpus_side.pieces, self.corpus_side.preview
         self.skipped = self.corpus_side.skipped
+
+        live_column = QtWidgets.QWidget()
+        self.live_boxes = QtWidgets.QVBoxLayout(live_column)
+        self.live_boxes.addWidget(self.live_panel)
+        self.live_boxes.addStretch(1)
+        self.live_scroll = _column(live_column)  # scrolls only on a screen smaller than the window's own
+
         self.tabs = QtWidgets.QTabWidget()
-        self.tabs.addTab(self.training_plot, "Training")
-        self.tabs.addTab(self.corpus_side.pieces_view, "Pieces")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(_stacked(self.corpus_panel, self.corpus_side.pieces_view), "1 · Music")
+        self.tabs.addTab(_side_by_side(_column(self.training_panel), self.training_plot), "2 · Train")
         self.tabs.addTab(self.skipped, "Skipped files")
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         right.addWidget(self.piano_roll)
         right.addWidget(self.tabs)
-        right.setSizes([420, 300])
+        right.setStretchFactor(0, 1)
+        right.setSizes([260, 490])
         main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        main.addWidget(scroll)
+        main.addWidget(self.live_scroll)
         main.addWidget(right)
         main.setStretchFactor(1, 1)
+        main.setSizes([400, 880])
         self.setCentralWidget(main)
+        self.setStatusBar(StatusBar())  # cuts a long message at a word, never mid-word
         self.model_label = QtWidgets.QLabel("")
         self.statusBar().addPermanentWidget(self.model_label)
         self.resize(1280, 800)
+
+    def add_live_box(self, box: QtWidgets.QWidget) -> None:
+        """A box of the live column, under the Play live panel (and the boxes added before it)."""
+        self.live_boxes.insertWidget(self.live_boxes.count() - 1, box)  # above the closing stretch
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -127,6 +135,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.corpus_side.loaded.connect(self._corpus_loaded)
         self.corpus_side.failed.connect(self._corpus_not_loaded)
         self.corpus_side.cancelled.connect(self._corpus_not_loaded)
+        self.corpus_side.play_requested.connect(self.playback.play_piece)
+        self.corpus_side.stop_requested.connect(self.playback.piece.stop)
+        self.playback.piece.playing_changed.connect(self.corpus_side.set_playing)
+        self.playback.piece.position.connect(self.preview.set_playhead)
         self.playback.failed.connect(self._error)
         self.training_side.epoch_finished.connect(self.epoch_finished)
         self.training_side.weights.connect(self.playback.follow_training)
@@ -288,3 +300,28 @@ def default_models_dir() -> Path:
     return Path(base or Path.home() / ".local" / "share") / "rnnrbm-studio" / "models"
 
 
+def _column(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """`widget` at its full height when there is room; scrolling (never sideways) when there is not."""
+    scroll = QtWidgets.QScrollArea()
+    scroll.setWidget(widget)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setMinimumWidth(widget.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+    return scroll
+
+
+def _stacked(top: QtWidgets.QWidget, rest: QtWidgets.QWidget) -> QtWidgets.QWidget:
+    page = QtWidgets.QWidget()
+    layout = QtWidgets.QVBoxLayout(page)
+    layout.addWidget(top)
+    layout.addWidget(rest, 1)
+    return page
+
+
+def _side_by_side(left: QtWidgets.QWidget, right: QtWidgets.QWidget) -> QtWidgets.QSplitter:
+    splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+    splitter.addWidget(left)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(1, 1)
+    return splitter

@@ -1,5 +1,7 @@
 """A scrolling piano-roll: a preallocated ring buffer of frames drawn by one pyqtgraph ImageItem.
 
+Live, the view scrolls: 0 s is now, the past to the left. A whole roll (a piece's preview, show_roll)
+is fitted instead: 0 s at its start, its end at the right edge, with a playhead while it plays.
 Frames are pushed as they are played (any thread hands them to the window, which pushes them on
 the GUI thread); `refresh()` redraws at most once per display tick, so the cost of drawing does not
 grow with the frame rate. The ring is written twice (each frame at row i and at row i + capacity), so
@@ -14,6 +16,7 @@ from PySide6 import QtCore
 from ..music.pianoroll import LOWEST_PITCH, N_KEYS, note_name
 
 EMPTY, HELD, ONSET = 0, 1, 2
+MAX_SHOWN_FRAMES = 20_000  # a preview shows at most this much of a piece (over an hour at 4 steps a second)
 # Colours for empty / held / newly struck keys: onsets stand out from sustained notes.
 _LOOKUP_TABLE = np.array([[24, 26, 33, 255], [72, 132, 210, 255], [255, 196, 64, 255]], dtype=np.uint8)
 
@@ -29,6 +32,7 @@ class PianoRollView(pg.PlotWidget):
         self._count = 0  # frames pushed in all
         self._dirty = True
         self._seconds_per_frame = 0.25
+        self._fitted = False  # True: a whole roll from 0 s (show_roll); False: scrolling, 0 s = now
         self.image = pg.ImageItem(axisOrder="row-major")  # row-major: rows are keys (y), columns frames (x)
         self.image.setLookupTable(_LOOKUP_TABLE)
         self.addItem(self.image)
@@ -43,6 +47,9 @@ class PianoRollView(pg.PlotWidget):
         left.setTicks([[(pitch - LOWEST_PITCH + 0.5, note_name(pitch))
                         for pitch in range(LOWEST_PITCH, LOWEST_PITCH + N_KEYS) if pitch % 12 == 0]])
         self.setYRange(0, N_KEYS, padding=0)
+        self.playhead = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((240, 240, 240), width=2))
+        self.playhead.setVisible(False)
+        self.addItem(self.playhead)
         self._apply_geometry()
 
     # ------------------------------------------------------------------------------ input
@@ -66,12 +73,30 @@ class PianoRollView(pg.PlotWidget):
         self._count += 1
         self._dirty = True
 
-    def show_roll(self, roll: np.ndarray) -> None:
-        """Show a whole roll (e.g. a file's preview), its last `capacity` frames."""
-        self.clear_frames()
-        for frame in np.asarray(roll)[-self.capacity:]:
-            self.push(frame)
+    def show_roll(self, roll: np.ndarray, seconds_per_frame: float | None = None) -> None:
+        """Show a whole roll (a piece's preview) fitted to the view: from 0 s at the left to its end at
+        the right (its first MAX_SHOWN_FRAMES frames). The view keeps this roll's length until the next."""
+        keys = np.asarray(roll)[:MAX_SHOWN_FRAMES] > 0
+        if seconds_per_frame and seconds_per_frame > 0:
+            self._seconds_per_frame = float(seconds_per_frame)
+        self._fitted = True
+        self.capacity = max(1, keys.shape[0])
+        self._ring = np.zeros((2 * self.capacity, N_KEYS), dtype=np.uint8)
+        previous = np.zeros_like(keys)
+        previous[1:] = keys[:-1]
+        rows = np.where(keys, np.where(previous, HELD, ONSET), EMPTY).astype(np.uint8)
+        self._ring[:len(rows)] = rows
+        self._ring[self.capacity:self.capacity + len(rows)] = rows
+        self._write, self._count = len(rows) % self.capacity, len(rows)
+        self._dirty = True
+        self.set_playhead(None)
         self.refresh()
+
+    def set_playhead(self, frame: int | None) -> None:
+        """A line at `frame` of a shown roll (None: no line)."""
+        self.playhead.setVisible(frame is not None)
+        if frame is not None:
+            self.playhead.setPos(frame * self._seconds_per_frame)
 
     def clear_frames(self) -> None:
         self._ring[:] = EMPTY
@@ -103,5 +128,6 @@ class PianoRollView(pg.PlotWidget):
 
     def _apply_geometry(self) -> None:
         width = self.capacity * self._seconds_per_frame
-        self.image.setRect(QtCore.QRectF(-width, 0, width, N_KEYS))
-        self.setXRange(-width, 0, padding=0)
+        left = 0.0 if self._fitted else -width
+        self.image.setRect(QtCore.QRectF(left, 0, width, N_KEYS))
+        self.setXRange(left, left + width, padding=0)

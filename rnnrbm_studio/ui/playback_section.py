@@ -21,6 +21,7 @@ from .export_controller import BarsExport
 from .live_controller import LiveController, PortProvider
 from .panels.live import LivePanel
 from .piano_roll import PianoRollView
+from .piece_playback import Piece, PiecePlayback
 from .synth_section import SynthSection
 from .workers import WorkerHandle, WorkerRegistry
 
@@ -39,6 +40,8 @@ class PlaybackSection(QtCore.QObject):
         self.window = window  # the dialogs' parent, and its status bar
         self.model: RnnRbm | None = None  # the open model, which Export new bars generates with
         self.live = LiveController(port_provider, parent=self)
+        self.piece = PiecePlayback(self.live, self)  # a training piece heard on the same output
+        self.piece.failed.connect(self.failed)
         self.synth = SynthSection(panel.synth, self.live, settings, window)  # the built-in synth's box
         self.synth.failed.connect(self.failed)
         panel.synth.program_changed.connect(self._settings_changed)
@@ -75,6 +78,7 @@ class PlaybackSection(QtCore.QObject):
     def shutdown(self) -> None:
         """On close: no more drawing, and no note left sounding."""
         self.display_timer.stop()
+        self.piece.stop()
         self.live.shutdown()
 
     # ---------------------------------------------------------------------------- playing
@@ -100,7 +104,19 @@ class PlaybackSection(QtCore.QObject):
             return
         self.settings.setValue("port", name)
         self._settings_changed()
+        self.piece.stop()  # one music at a time on the output
         self.live.start(name)
+
+    def play_piece(self, piece: Piece) -> None:
+        """Hear a training piece on the chosen output, with the panel's velocity, dynamics and
+        instrument (the model stops playing first)."""
+        name = self.panel.port.currentText()
+        if not name:
+            self.failed.emit(self.live.no_port_help())
+            self.piece.playing_changed.emit(False)
+            return
+        self._settings_changed()
+        self.piece.play(piece, self.live.settings, name)
 
     def _settings_changed(self) -> None:
         instrument = self.panel.synth.program.currentIndex()  # the Sound box's, for any output
@@ -166,4 +182,5 @@ class PlaybackSection(QtCore.QObject):
         frames = bars * 4 * playing.steps_per_beat
         return self.bars_export.start(self.model, path, bars, frames, bpm=playing.bpm,
                                       steps_per_beat=playing.steps_per_beat, gibbs_steps=playing.gibbs_steps,
-                                      inverse_temperature=1.0 / playing.temperature)
+                                      inverse_temperature=1.0 / playing.temperature, velocity=playing.velocity,
+                                      dynamics=playing.dynamics)

@@ -25,7 +25,8 @@ class CorpusPanel(QtWidgets.QGroupBox):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setFormat("%v / %m files")
         self.cancel_button = QtWidgets.QPushButton("Cancel")
-        self.summary = QtWidgets.QLabel("No music loaded yet.")
+        self.summary = QtWidgets.QLabel("No music loaded yet: choose a folder of MIDI files to train on "
+                                        "(the bundled model plays without one).")
         self.summary.setWordWrap(True)
 
         row = QtWidgets.QHBoxLayout()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ...live.settings import PlaybackSettings
+from ...music.dynamics import SUMMARY as DYNAMICS
 from ...model import RnnRbmConfig
 from ...music.pianoroll import RollSettings, own_tempo
 from .boxes import double_spin_box, spin_box
@@ -14,7 +15,7 @@ class LivePanel(QtWidgets.QGroupBox):
     """Output port, Play / Stop, tempo, sampling, and the session's export."""
 
     play_toggled = QtCore.Signal()
-    settings_changed = QtCore.Signal()  # tempo, Gibbs steps or temperature: see playback_settings()
+    settings_changed = QtCore.Signal()  # tempo, Gibbs steps, temperature or dynamics: see playback_settings()
     refresh_ports_requested = QtCore.Signal()
     port_chosen = QtCore.Signal(str)
     reset_requested = QtCore.Signal()
@@ -24,7 +25,7 @@ class LivePanel(QtWidgets.QGroupBox):
     export_bars_requested = QtCore.Signal(int)
 
     def __init__(self, parent=None):
-        super().__init__("3 · Play live", parent)
+        super().__init__("Play live", parent)
         self.port = QtWidgets.QComboBox()
         self.port.setToolTip("The MIDI output the music is sent to: your synth, or the virtual port "
                              "'RNN-RBM Studio' that other programs can connect to.")
@@ -48,6 +49,10 @@ class LivePanel(QtWidgets.QGroupBox):
         self.follow_training = QtWidgets.QCheckBox("Follow training")
         self.follow_training.setToolTip("While training runs, play with the newest weights after each epoch")
         self.follow_training.setChecked(True)
+        self.dynamics = QtWidgets.QCheckBox("Dynamics")
+        self.dynamics.setToolTip(f"Shape each note's velocity: {DYNAMICS} (docs/live.md). Off: every note "
+                                 "at one velocity. Exports follow it too.")
+        self.dynamics.setChecked(True)
         self.reset_button = QtWidgets.QPushButton("Reset")
         self.reset_button.setToolTip("Forget the music so far: start the model's memory afresh")
         self.prime_button = QtWidgets.QPushButton("Prime…")
@@ -82,7 +87,10 @@ class LivePanel(QtWidgets.QGroupBox):
         self.synth = SynthPanel()  # instrument, and the built-in synth's sound (ui/synth_section.py)
         layout.addWidget(self.synth)
         layout.addLayout(form)
-        layout.addWidget(self.follow_training)
+        checks = QtWidgets.QHBoxLayout()
+        checks.addWidget(self.follow_training)
+        checks.addWidget(self.dynamics)
+        layout.addLayout(checks)
         layout.addLayout(actions)
         layout.addLayout(export_row)
 
@@ -96,6 +104,7 @@ class LivePanel(QtWidgets.QGroupBox):
         self.export_bars_button.clicked.connect(lambda: self.export_bars_requested.emit(self.bars.value()))
         for box in (self.bpm, self.gibbs_steps, self.temperature):
             box.valueChanged.connect(self.settings_changed)
+        self.dynamics.toggled.connect(self.settings_changed)
 
     def set_model_grid(self, grid: RollSettings) -> None:
         """The time grid of the model to play; one with a tempo of its own (a seconds grid) shows it."""
@@ -110,7 +119,7 @@ class LivePanel(QtWidgets.QGroupBox):
         if tempo is not None and round(tempo, self.bpm.decimals()) == bpm:
             bpm = tempo  # the box shows the model's own tempo rounded: play it exactly
         return PlaybackSettings.for_model(self._grid, bpm=bpm, gibbs_steps=self.gibbs_steps.value(),
-                                          temperature=self.temperature.value())
+                                          temperature=self.temperature.value(), dynamics=self.dynamics.isChecked())
 
     def set_ports(self, names: list[str], current: str | None, help_text: str) -> None:
         self.port.blockSignals(True)
