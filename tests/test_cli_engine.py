@@ -110,7 +110,8 @@ def test_recipe_sets_the_defaults_and_given_options_win():
     assert parse("--recipe", "quality")[:2] == configs("quality")
     assert parse("--recipe", "quality")[0].gibbs_steps == 1000
     mixed = parse("--recipe", "quality", "--epochs", "5", "--lr", "0.01", "--cd-start", "data", "--hidden", "20")
-    assert mixed[:2] == configs("quality", epochs=5, learning_rate=0.01, cd_start="data", n_hidden=20)
+    # --epochs given alone wins over the recipe's minimum number of updates (README: given options win)
+    assert mixed[:2] == configs("quality", epochs=5, min_updates=0, learning_rate=0.01, cd_start="data", n_hidden=20)
     assert parse("--optimizer", "adam")[1] == TrainConfig(optimizer="adam")
 
 

@@ -35,7 +35,7 @@ def validation_monitor(model: RnnRbm, batches: Sequence[Batch], sampler: Bernoul
 # by, not the evaluation's number (`eval`, 16 x 1,000 on the whole valid set).
 VALIDATION_SEED = 12345
 CHAINS, BETAS, BASE_CHAINS, BASE_STEPS = 8, 200, 8, 30
-PIECES_PER_FRAME = 4  # draw the frames from pieces holding 4x as many: spread, yet the RNN reads few
+PIECES_PER_FRAME = 15  # draw the frames from pieces holding 15x as many: spread, yet the RNN reads few
 
 
 @dataclass(frozen=True)

@@ -208,8 +208,7 @@ class Trainer:
             if config.patience and self.best.epoch is not None and self.best.epochs_since >= config.patience:
                 status = "early-stopped"
                 measure = ("valid log-likelihood" if config.select_by == "ll" else "valid monitor")
-                message = (f"stopped early: no better {measure} for {count_of(config.patience, 'epoch')}; "
-                           f"kept epoch {self.best.epoch}")
+                message = f"no better {measure} for {count_of(config.patience, 'epoch')}; kept epoch {self.best.epoch}"
                 break
         else:
             message = f"{count_of(self.epochs_completed, 'epoch')} trained" + (
