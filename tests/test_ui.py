@@ -125,7 +125,10 @@ def test_pieces_are_listed_in_natural_order_and_preview_the_piece_clicked(qtbot,
     for number in (12, 1, 2, 13):
         # piece N holds one note, pitch 40 + N: the preview shows which piece it is
         roll_to_midi(np.eye(88, dtype=np.uint8)[[19 + number] * 8], folder / f"tune {number}.mid")
+        (folder / f"broken {number}.mid").write_bytes(b"not MIDI")
     load(qtbot, window, folder)
+    skipped = [window.skipped.topLevelItem(row).text(0) for row in range(window.skipped.topLevelItemCount())]
+    assert skipped == ["broken 1.mid", "broken 2.mid", "broken 12.mid", "broken 13.mid"]
     pieces = window.pieces
     listed = [pieces.item(row).text() for row in range(pieces.count())]
     assert [name for name in listed if name.startswith("tune")] == ["tune 1.mid", "tune 2.mid", "tune 12.mid",

@@ -140,6 +140,7 @@ def refuse_changes_on_resume(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------- train
 def train_command(args: argparse.Namespace) -> int:
     from ..music.corpus import load_corpus
+    from ..music.natural_order import natural_order_key
     from ..training.candidates import candidate_path, runner_up_path
     from ..music.atomic_files import check_writable
     from ..training.checkpoint import load_checkpoint
@@ -167,7 +168,7 @@ def train_command(args: argparse.Namespace) -> int:
         corpus = load_corpus(args.data, settings, progress=bar.loading)
         bar.finish()
         print(f"data: {corpus.summary()}; train {len(corpus.train)}, valid {len(corpus.valid)}", file=sys.stderr)
-        for skipped in corpus.skipped:
+        for skipped in sorted(corpus.skipped, key=lambda skipped: natural_order_key(skipped.path)):
             print(f"  skipped {skipped}", file=sys.stderr)
         train_rolls = [p.roll for p in corpus.train]
         valid_rolls = [p.roll for p in corpus.valid]

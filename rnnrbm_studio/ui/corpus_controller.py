@@ -7,14 +7,13 @@ on the GUI thread, and `play_requested(Piece)` when a piece is to be heard.
 """
 from __future__ import annotations
 
-import re
-
 from pathlib import Path
 from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
 
 from ..music.corpus import Corpus
+from ..music.natural_order import natural_order_key
 from ..music.pianoroll import RollSettings, playback_grid
 from .jobs import load_corpus_job
 from .panels.corpus import CorpusPanel
@@ -119,7 +118,7 @@ class CorpusController(QtCore.QObject):
         for piece in self._listed:
             self.pieces.addItem(piece.name)
         self.skipped.clear()
-        for skipped in corpus.skipped:
+        for skipped in sorted(corpus.skipped, key=lambda skipped: natural_order_key(skipped.path)):
             QtWidgets.QTreeWidgetItem(self.skipped, [skipped.path, skipped.reason])
         self.skipped.resizeColumnToContents(0)
         self.loaded.emit(corpus)
@@ -168,9 +167,3 @@ class CorpusController(QtCore.QObject):
     def recent_folders(self) -> list[str]:
         value = self.settings.value("recent_folders", [])
         return [value] if isinstance(value, str) else list(value or [])
-
-
-def natural_order_key(name: str) -> list:
-    """Sorts "piece 2" before "piece 12", as a person would (numbers compared as numbers)."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-            for part in re.split(r"(\d+)", name) if part]
