@@ -93,6 +93,21 @@ def test_the_music_and_train_tabs_show_their_panels_whole(qtbot, window):
             assert_in_sight(window, widget)
 
 
+def test_a_greyed_out_train_says_why_on_hover_and_the_music_tab_says_what_to_do(qtbot, window):
+    from PySide6 import QtGui
+
+    settle(qtbot, window)
+    window.tabs.setCurrentIndex(1)
+    QtWidgets.QApplication.processEvents()
+    button = window.training_panel.train_button
+    assert not button.isEnabled()
+    hover = QtGui.QHelpEvent(QtCore.QEvent.Type.ToolTip, QtCore.QPoint(4, 4), button.mapToGlobal(QtCore.QPoint(4, 4)))
+    QtWidgets.QApplication.sendEvent(button, hover)  # a disabled button still shows its tooltip
+    assert QtWidgets.QToolTip.text().startswith("Load music first")
+    QtWidgets.QToolTip.hideText()
+    assert "choose a folder of MIDI files to train on" in window.corpus_panel.summary.text()
+
+
 # ------------------------------------------------------------------------------ pieces
 def write_pieces(folder, lengths: dict[str, int]):
     """A piece per name: a rising line of `length` steps (2 per beat at 120 bpm: 0.25 s a step)."""
