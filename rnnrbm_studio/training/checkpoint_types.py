@@ -9,7 +9,8 @@ file's layout, one section per dataclass:
     data {roll_settings {RollSettings}, description},
     training {train_config, progress, optimizer_state, averaged_state, rng, chain_states, pretraining,
               epoch_in_progress} | absent (a model alone),
-    history [{epoch, loss, monitor, valid_monitor, valid_ll, seconds, frames_per_second}],
+    history [{epoch, loss, monitor, valid_monitor, valid_ll, valid_ll_se, kept_epoch, seconds, frames_per_second}]
+        (numbers only: a file without the newer readings loads with them None; no version change),
     history_note, evaluation, recipe, candidates, and any key a newer version wrote (kept as read).
 
 `from_dict` reads a dict that checkpoint_checks.validate_payload has checked. Version 1 (one flat
