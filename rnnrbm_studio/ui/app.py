@@ -73,7 +73,8 @@ def _screenshot(app, model_path: str | None, out: Path) -> int:
         app.setProperty("no_dialogs", True)
         window = MainWindow(settings, model_path, port_provider=SilentPortProvider(),
                             models_dir=Path(scratch) / "models")
-        window.resize(1400, 860)
+        window.resize(1280, 800)  # a laptop's screen: everything to play in sight
+        window.tabs.setCurrentIndex(1)  # the Train tab: the bundled model's curve beside its settings
         window.show()
         if window.model_file.model is None:
             raise StudioError("no model to show: the bundled default model is missing; pass --model MODEL")
