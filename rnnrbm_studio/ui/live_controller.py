@@ -17,6 +17,7 @@ from ..errors import StudioError
 from ..live import outputs, ports
 from ..live.builtin_synth import BUILTIN_SYNTH_NAME, SynthSettings
 from ..live.output_port import BaseOutputPort
+from ..live.playalong import PlayAlongSettings
 from ..live.player import STOPPED, LivePlayer
 from ..live.settings import PlaybackSettings
 from ..model import RnnRbm
@@ -107,6 +108,8 @@ class LiveController(QtCore.QObject):
         self.player: LivePlayer | None = None
         self.port = None
         self.settings = PlaybackSettings()  # the panel's, as last given to update()
+        self.playalong = PlayAlongSettings()  # the Play along box's (set_playalong)
+        self._inputs: list = []  # what every player listens to (listen_to): the play-along input relay
         self._player_stopped.connect(self._on_player_stopped)
 
     # ---------------------------------------------------------------------------- ports
@@ -128,7 +131,7 @@ class LiveController(QtCore.QObject):
         except ValueError:  # another size: a new player, on the same port if one is playing
             port_name = getattr(self.port, "name", None) if self.is_playing() else None
             self.stop()
-            self.player = None
+            self._forget_player()
             if port_name:
                 self.start(port_name)
 
@@ -151,8 +154,7 @@ class LiveController(QtCore.QObject):
             return
         self.port = port
         if self.player is None:
-            self.player = LivePlayer(self.model, port, self.settings, on_error=self.error.emit,
-                                     on_stopped=self._player_stopped.emit)
+            self._new_player(port)
         else:
             self.player.set_port(port)
         try:
@@ -188,6 +190,31 @@ class LiveController(QtCore.QObject):
         """On exit: stop, with note-offs for every sounding note."""
         self.stop()
 
+    def _new_player(self, port) -> None:
+        self.player = LivePlayer(self.model, port, self.settings, playalong=self.playalong, on_error=self.error.emit,
+                                 on_stopped=self._player_stopped.emit)
+        for source in self._inputs:
+            self.player.listen_to(source)
+
+    def _forget_player(self) -> None:
+        for source in self._inputs:  # the musician's notes no longer go to a player that is gone
+            source.remove_listener(self.player.folder.message)
+        self.player = None
+
+    # ------------------------------------------------------------------------ playing along
+    def listen_to(self, source) -> None:
+        """Every player from now on hears `source` (add_listener/remove_listener/problem(), events
+        stamped with the players' MonotonicClock): the window's play-along input."""
+        self._inputs.append(source)
+        if self.player is not None:
+            self.player.listen_to(source)
+
+    def set_playalong(self, settings: PlayAlongSettings) -> None:
+        """Solo, accompany or answer, from the next frame (the player keeps it for the next Play)."""
+        self.playalong = settings
+        if self.player is not None:
+            self.player.set_playalong(settings)
+
     # ------------------------------------------------------------------------- controls
     def update(self, settings: PlaybackSettings) -> None:
         """Play with these settings (the LivePanel's playback_settings()), now if playing."""
@@ -204,8 +231,7 @@ class LiveController(QtCore.QObject):
 
     def prime(self, roll: np.ndarray) -> None:
         if self.player is None and self.model is not None:
-            self.player = LivePlayer(self.model, None, self.settings, on_error=self.error.emit,
-                                     on_stopped=self._player_stopped.emit)
+            self._new_player(None)
         if self.player is not None:
             self.player.prime((np.asarray(roll) > 0).astype(np.uint8))
 
@@ -213,10 +239,11 @@ class LiveController(QtCore.QObject):
         if self.player is not None:
             self.player.panic()
 
-    def drain_frames(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def drain_frames(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(model's keys, their onsets, the musician's keys or None) of each frame played since the last call."""
         if self.player is None:
             return []
-        return [(frame.keys, frame.onsets) for frame in self.player.drain_played_frames()]
+        return [(frame.keys, frame.onsets, frame.musician) for frame in self.player.drain_played_frames()]
 
     def export_session(self, path: str | Path) -> int:
         if self.player is None or self.player.frames_played == 0:

@@ -20,12 +20,15 @@ from ..music.corpus import Corpus
 from ..training.trainer import Trainer, TrainResult, build_model
 from .corpus_controller import CorpusController
 from .live_controller import PortProvider
+from .midi_inputs import InputProvider
 from .model_file import ModelFile
 from .panels.corpus import CorpusPanel
 from .panels.live import LivePanel
+from .panels.playalong import PlayAlongPanel
 from .panels.training import TrainingPanel
 from .panels.training_plot import TrainingPlot
 from .piano_roll import PianoRollView
+from .playalong_section import PlayAlongSection
 from .playback_section import PlaybackSection
 from .settings import restore_window, save_window
 from .stall_monitor import StallMonitor
@@ -43,7 +46,8 @@ class MainWindow(QtWidgets.QMainWindow):
     epoch_finished = QtCore.Signal(object)  # TrainProgress, on the GUI thread
 
     def __init__(self, settings: QtCore.QSettings, model_path: str | Path | None = None,
-                 port_provider: PortProvider | None = None, models_dir: str | Path | None = None):
+                 port_provider: PortProvider | None = None, models_dir: str | Path | None = None,
+                 input_provider: InputProvider | None = None):
         super().__init__()
         self.settings = settings
         self.models_dir = Path(models_dir) if models_dir else default_models_dir()
@@ -58,6 +62,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_widgets()
         self.model_file = ModelFile(self.models_dir, self)
         self.playback = PlaybackSection(self.live_panel, self.piano_roll, self.workers, settings, self, port_provider)
+        self.playalong_panel = PlayAlongPanel()  # a MIDI input, the mode, knobs (ui/playalong_section.py)
+        self.add_live_box(self.playalong_panel)
+        self.playalong = PlayAlongSection(self.playalong_panel, self.playback, settings, self, input_provider)
         self.training_side = TrainingController(self.training_panel, self.training_plot, self.workers, self)
         self._build_menus()
         self._connect()
@@ -283,6 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop everything cleanly: training keeps its checkpoint, playback leaves no note sounding."""
         self.stall_monitor.stop()
         self.playback.shutdown()
+        self.playalong.shutdown()  # the input closed after the player has stopped
         self.workers.shutdown()  # cancels every job (training keeps its checkpoint) and waits, bounded
         save_window(self.settings, self, self.live_panel, self.training_panel)
         self.statusBar().clearMessage()  # also stops the status bar's message timer

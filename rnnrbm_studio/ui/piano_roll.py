@@ -15,10 +15,13 @@ from PySide6 import QtCore
 
 from ..music.pianoroll import LOWEST_PITCH, N_KEYS, note_name
 
-EMPTY, HELD, ONSET = 0, 1, 2
+EMPTY, HELD, ONSET, MUSICIAN, BOTH = 0, 1, 2, 3, 4
+MODEL_VALUES = (HELD, ONSET, BOTH)  # the values where the model sounds a key
 MAX_SHOWN_FRAMES = 20_000  # a preview shows at most this much of a piece (over an hour at 4 steps a second)
-# Colours for empty / held / newly struck keys: onsets stand out from sustained notes.
-_LOOKUP_TABLE = np.array([[24, 26, 33, 255], [72, 132, 210, 255], [255, 196, 64, 255]], dtype=np.uint8)
+# Colours for empty / the model's held / its newly struck keys (onsets stand out from sustained notes) /
+# the musician's keys when playing along (green) / a key both sound (white; accompany never does it).
+COLOURS = np.array([[24, 26, 33, 255], [72, 132, 210, 255], [255, 196, 64, 255], [80, 200, 120, 255],
+                    [240, 240, 240, 255]], dtype=np.uint8)
 
 
 class PianoRollView(pg.PlotWidget):
@@ -34,7 +37,7 @@ class PianoRollView(pg.PlotWidget):
         self._seconds_per_frame = 0.25
         self._fitted = False  # True: a whole roll from 0 s (show_roll); False: scrolling, 0 s = now
         self.image = pg.ImageItem(axisOrder="row-major")  # row-major: rows are keys (y), columns frames (x)
-        self.image.setLookupTable(_LOOKUP_TABLE)
+        self.image.setLookupTable(COLOURS)
         self.addItem(self.image)
         plot = self.getPlotItem()
         plot.setMenuEnabled(False)
@@ -58,15 +61,19 @@ class PianoRollView(pg.PlotWidget):
             self._seconds_per_frame = seconds
             self._apply_geometry()
 
-    def push(self, keys: np.ndarray, onsets: np.ndarray | None = None) -> None:
-        """Append one frame: keys (88,) 0/1, onsets (88,) bool (default: keys not held before)."""
+    def push(self, keys: np.ndarray, onsets: np.ndarray | None = None, musician: np.ndarray | None = None) -> None:
+        """Append one frame: the model's keys (88,) 0/1, their onsets (88,) bool (default: keys not held
+        before), and the musician's keys (88,) bool when playing along (None: nobody else played)."""
         keys = np.asarray(keys) > 0
         if onsets is None:
-            previous = self._ring[(self._write - 1) % self.capacity] > 0 if self._count else np.zeros_like(keys)
-            onsets = keys & ~previous
+            previous = self._ring[(self._write - 1) % self.capacity] if self._count else np.zeros(N_KEYS, np.uint8)
+            onsets = keys & ~np.isin(previous, MODEL_VALUES)
         row = np.full(N_KEYS, EMPTY, dtype=np.uint8)
         row[keys] = HELD
         row[np.asarray(onsets, dtype=bool) & keys] = ONSET
+        if musician is not None:
+            musician = np.asarray(musician, dtype=bool)
+            row[musician] = np.where(keys[musician], BOTH, MUSICIAN)
         self._ring[self._write] = row
         self._ring[self._write + self.capacity] = row
         self._write = (self._write + 1) % self.capacity
@@ -109,7 +116,7 @@ class PianoRollView(pg.PlotWidget):
         return self._count
 
     def latest_frames(self, n: int) -> np.ndarray:
-        """The last n frames pushed, oldest first, as values EMPTY/HELD/ONSET (n, 88)."""
+        """The last n frames pushed, oldest first, as values EMPTY/HELD/ONSET/MUSICIAN/BOTH (n, 88)."""
         n = min(n, self._count, self.capacity)
         return self._window()[self.capacity - n:].copy()
 
@@ -123,7 +130,7 @@ class PianoRollView(pg.PlotWidget):
         if not self._dirty:
             return
         self._dirty = False
-        self.image.setImage(self._window().T, autoLevels=False, levels=(0, 2))
+        self.image.setImage(self._window().T, autoLevels=False, levels=(0, len(COLOURS) - 1))
         self._apply_geometry()
 
     def _apply_geometry(self) -> None:

@@ -130,8 +130,8 @@ class PlaybackSection(QtCore.QObject):
         self.failed.emit(message)
 
     def _on_display_tick(self) -> None:
-        for keys, onsets in self.live.drain_frames():
-            self.piano_roll.push(keys, onsets)
+        for keys, onsets, musician in self.live.drain_frames():
+            self.piano_roll.push(keys, onsets, musician)
         self.piano_roll.refresh()
 
     # ---------------------------------------------------------------------------- priming
