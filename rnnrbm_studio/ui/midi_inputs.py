@@ -73,7 +73,7 @@ class InputRelay:
     def detach(self):
         """Stop passing on the attached input's events; returns it (the caller closes it) or None."""
         with self._lock:
-            opened, self._input = self._input, None
+            opened, self._input, self.lost = self._input, None, None
         if opened is not None:
             opened.remove_listener(self._dispatch)
         return opened

@@ -6,6 +6,7 @@ Frames are pushed as they are played (any thread hands them to the window, which
 the GUI thread); `refresh()` redraws at most once per display tick, so the cost of drawing does not
 grow with the frame rate. The ring is written twice (each frame at row i and at row i + capacity), so
 the last `capacity` frames, oldest first, are always one contiguous slice: drawing copies nothing.
+Playing along, the musician's keys (held at each frame's deadline) are drawn in a colour of their own.
 """
 from __future__ import annotations
 

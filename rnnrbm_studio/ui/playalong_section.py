@@ -132,7 +132,7 @@ class PlayAlongSection(QtCore.QObject):
             self._input_lost(problem)
 
     def _player_error(self, message: str) -> None:
-        if self.relay.lost:  # the player stopped for the input: already said on the status bar
+        if self.relay.lost and self.relay.input is not None:  # the player stopped for the input: said already
             self._input_lost(None)
 
     def _input_lost(self, message: str | None) -> None:

@@ -80,7 +80,8 @@ class PlayAlongPanel(QtWidgets.QGroupBox):
         for mode in MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
         self.mode.setToolTip("Solo: the model plays alone. Accompany: it plays around the keys you hold, never "
-                             "doubling them. Answer: it listens while you play, then answers (docs/live.md).")
+                             "doubling them. Answer: it listens while you play, then answers. Each reply costs the Gibbs "
+                             "steps above: about 100 reply at once (docs/live.md).")
         self.split = NoteSpinBox()
         self.split.setRange(0, 127)
         self.split.setSpecialValueText("No split")
