@@ -176,4 +176,4 @@ def test_a_bad_primer_is_named_in_every_face(tmp_path, seconds_model, window, ca
         err = capsys.readouterr().err
         assert err.startswith(f"rnnrbm-studio: error: --primer {bad}: not a readable MIDI file"), err
     window.playback.prime_from_file(bad)
-    assert window.statusBar().currentMessage().startswith(f"Cannot prime: primer {bad}: not a readable MIDI file")
+    assert window.statusBar().full_message().startswith(f"Cannot prime: primer {bad}: not a readable MIDI file")

@@ -16,6 +16,7 @@ import pytest
 from jack_synth import (CHURCH_ORGAN, cli_outcome, fluidsynth, jack_server, process_running,  # noqa: F401
                         record_audio, scale_model, sender_processes_of, start_cli, unbalanced_notes, wait_until,
                         wav_rms)
+from rnnrbm_studio.live.builtin_synth import BUILTIN_SYNTH_NAME
 from rnnrbm_studio.live import outputs, ports
 from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint
 from rnnrbm_studio.music.dynamics import step_velocities
@@ -169,7 +170,7 @@ def test_cli_lists_ports_then_plays_and_records(jack_server, fluidsynth, model_f
     listing = start_cli("ports")
     out, err = cli_outcome(listing, 60)
     assert listing.returncode == 0, err
-    assert out.splitlines() == ["synth:midi_00"]
+    assert out.splitlines() == ["synth:midi_00", BUILTIN_SYNTH_NAME]  # the built-in synth is always listed
     recording = tmp_path / "played.mid"
     play = start_cli("play", str(model_file), "--port", "synth", "--seconds", "2", "--bpm", "400",
                 "--record", str(recording), "--program", str(CHURCH_ORGAN + 1))

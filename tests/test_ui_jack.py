@@ -11,6 +11,7 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from jack_synth import (CHURCH_ORGAN, fluidsynth, jack_server, own_fluidsynth, own_jack_server,  # noqa: E402,F401
                         scale_model, wait_until)
+from rnnrbm_studio.live.builtin_synth import BUILTIN_SYNTH_NAME
 from rnnrbm_studio.live.jack_watch import SERVER_GONE  # noqa: E402
 from rnnrbm_studio.training.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from rnnrbm_studio.ui.main_window import MainWindow  # noqa: E402
@@ -70,8 +71,9 @@ def test_window_stops_says_so_and_lists_no_port_when_the_jack_server_dies(qtbot,
     qtbot.waitUntil(lambda: not window.playback.live.is_playing() and not panel.play_button.isChecked(), timeout=5_000)
     assert panel.play_button.text() == "Play"
     assert window.statusBar().currentMessage() == SERVER_GONE
-    assert panel.port.count() == 0 and panel.port_help.isVisibleTo(window)  # refreshed: no MIDI system now
-    assert not panel.play_button.isEnabled()
+    # refreshed: no MIDI system now, so only the built-in synth is left, and Play is offered on it
+    assert [panel.port.itemText(i) for i in range(panel.port.count())] == [BUILTIN_SYNTH_NAME]
+    assert panel.play_button.isEnabled()
     assert window.playback.live.port is None  # closed: its sender process has exited
     window.close()
     assert_no_qt_leaks(window)
