@@ -265,7 +265,7 @@ def test_one_epoch_is_said_in_the_singular(tmp_path):
         "1 epoch", "2 epochs", "28,000 updates")
     trainer = small_trainer(tmp_path, epochs=5, patience=1, select_by="ll")
     readings = iter([-1.0, -1.5, -0.5])  # epoch 2 is worse than epoch 1: patience 1 stops the run there
-    trainer.validation_estimate = lambda: SimpleNamespace(mean=next(readings), se=0.01)
+    trainer.validation_estimate = lambda: SimpleNamespace(mean_floored=next(readings), se=0.01)
     stopped = trainer.run()
     assert stopped.status == "early-stopped" and stopped.epochs_completed == 2
     assert stopped.message == "no better valid log-likelihood for 1 epoch; kept epoch 1"
@@ -324,14 +324,20 @@ def test_the_plot_shows_the_log_likelihood_first_the_monitor_second_and_the_kept
     assert y[0] < -3.0456 - 0.0312 and y[1] > -3.0456 + 0.0312 and y[1] - y[0] < 0.5  # one point: near it
     assert secondary[0] < -5.2 and secondary[1] > -5.0 and secondary[1] - secondary[0] < 1.0
     assert plot.getPlotItem().getAxis("left").labelText.startswith("validation log-likelihood")
-    assert plot.legend_names()[0] == "validation log-likelihood (bars: ± 1 AIS standard error)"
+    assert plot.legend_names()[0] == "validation log-likelihood (quick estimate) (bars: ± 1 AIS standard error)"
     assert plot.kept_epoch() == 1 and plot.kept_line.isVisible()
     # the legend is laid out under the view, never over a point
     qtbot.waitUntil(lambda: plot.legend.geometry().top() > 0)  # laid out
     assert plot.legend.geometry().top() >= plot.getPlotItem().vb.geometry().bottom()
     plot.set_history(load_checkpoint(default_model_path()).history)
     assert plot.kept_epoch() == 60 and plot.valid_epochs == list(range(1, 61))
-    assert plot.legend_names() == ["validation log-likelihood", "validation monitor (right axis)",
+    assert plot.legend_names() == ["validation log-likelihood (quick estimate)", "validation monitor (right axis)",
                                    "kept epoch (best log-likelihood)"]
+    assert not plot.reference_line.isVisible()  # no evaluation given
+    plot.set_history(load_checkpoint(default_model_path()).history,
+                     {"log_likelihood_capped": -2.5, "split": "valid", "log_likelihood": -2.4})
+    assert plot.reference_line.isVisible() and plot.reference_line.value() == -2.5
+    assert "full evaluation (valid split): -2.50" in plot.legend_names()
+    assert plot.view_ranges()[1][0] < -2.5  # the axis reaches down to it
     plot.grab().save(str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").stat().st_size > 0

@@ -96,8 +96,15 @@ def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot
         assert "default_model.pt" in main.model_label.text()
         assert main.training_plot.valid_epochs == list(range(1, 61))
         assert main.training_plot.train_values == []
-        assert main.training_plot.legend_names() == ["validation log-likelihood", "validation monitor (right axis)",
+        assert main.training_plot.legend_names() == ["validation log-likelihood (quick estimate)",
+                                                     "validation monitor (right axis)",
+                                                     "full evaluation (test split): -2.27",
                                                      "kept epoch (best log-likelihood)"]
+        # the recorded full evaluation is drawn where the curve's axis shows it
+        assert main.training_plot.reference_line.isVisible()
+        low, high = main.training_plot.view_ranges()[1]
+        assert main.training_plot.reference_line.value() == pytest.approx(-2.2674)
+        assert low < main.training_plot.reference_line.value() < high
         assert main.live_panel.gibbs_steps.value() == 1000  # the model's own setting, not clamped
     finally:
         main.close()
@@ -168,7 +175,7 @@ def test_train_reports_progress_and_saves_a_checkpoint(qtbot, window, tmp_path):
     assert epochs_seen == [1, 2]
     assert len(window.training_plot.epochs) == 2
     assert window.training_plot.legend_names() == [
-        "validation log-likelihood (bars: ± 1 AIS standard error)", "training monitor (right axis)",
+        "validation log-likelihood (quick estimate) (bars: ± 1 AIS standard error)", "training monitor (right axis)",
         "validation monitor (right axis)", "kept epoch (best log-likelihood)"]
     assert window.model_file.path is not None and window.model_file.path.parent == tmp_path / "models"
     assert load_checkpoint(window.model_file.path).training.progress.epochs_completed == 2

@@ -164,7 +164,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _model_changed(self) -> None:
         model, path, checkpoint = self.model_file.model, self.model_file.path, self.model_file.checkpoint
         self.playback.set_model(model, checkpoint.data.roll_settings)
-        self.training_plot.set_history(checkpoint.history)
+        self.training_plot.set_history(checkpoint.history, checkpoint.evaluation)
         config = model.config
         name = path.name if path else "untrained"
         epochs = checkpoint.training.progress.epochs_completed if checkpoint.training else None

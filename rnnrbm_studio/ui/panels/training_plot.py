@@ -17,6 +17,7 @@ from ...training.config import EpochRecord, TrainProgress
 
 MAIN_COLOUR, TRAIN_COLOUR, VALID_MONITOR_COLOUR, KEPT_COLOUR = (255, 196, 64), (72, 132, 210), (150, 150, 150), \
     (90, 200, 120)
+REFERENCE_COLOUR = (230, 120, 120)
 MIN_EPOCHS_SHOWN = 5  # whole epochs on the axis, even after the first
 LL_LABEL = "validation log-likelihood per step (higher is better)"
 MONITOR_LABEL = "validation monitor (higher is better)"
@@ -30,6 +31,28 @@ def fitted_range(values: list[float], errors: list[float] | None = None) -> tupl
     high = max(v + e for v, e in zip(values, errors))
     pad = max(0.1 * (high - low), 0.03 * max(abs(v) for v in values), 0.02)
     return low - pad, high + pad
+
+
+# an evaluation's log-likelihood, best first: the most temperatures, each frame's log Z at its sure bound
+EVALUATION_KEYS = ("log_likelihood_ais_16x4000_floored", "log_likelihood_capped", "log_likelihood_floored",
+                   "log_likelihood_ais_16x1000", "log_likelihood")
+
+
+def evaluation_reference(evaluation: dict | None) -> tuple[float, str] | None:
+    """(log-likelihood, label) of `eval --record`'s full evaluation stored with a model, or None.
+
+    The per-epoch curve is a quick estimate that reads high; the full evaluation beside it shows by
+    how much (on its own split, usually test)."""
+    if not evaluation:
+        return None
+    for key in EVALUATION_KEYS:
+        value = evaluation.get(key)
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            split = evaluation.get("split") or next(
+                (s for s in ("test", "valid", "train") if f"{s} split" in str(evaluation.get("data", ""))), None)
+            where = f"{split} split" if split else "its data"
+            return float(value), f"full evaluation ({where}): {value:.2f}"
+    return None
 
 
 class TrainingPlot(pg.PlotWidget):
@@ -56,7 +79,12 @@ class TrainingPlot(pg.PlotWidget):
                                          label="kept", labelOpts={"position": 0.95, "color": KEPT_COLOUR})
         # the legend's sample of the kept line (a legend draws plot items, not infinite lines)
         self.kept_sample = pg.PlotDataItem([], [], pen=self.kept_line.pen)
-        for item in (self.error_bars, self.main_curve, self.kept_line):
+        self.reference_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(REFERENCE_COLOUR, width=1.5,
+                                                                                    style=QtCore.Qt.PenStyle.DotLine),
+                                              label="", labelOpts={"position": 0.08, "color": REFERENCE_COLOUR})
+        self.reference_sample = pg.PlotDataItem([], [], pen=self.reference_line.pen)
+        self.reference: tuple[float, str] | None = None
+        for item in (self.error_bars, self.main_curve, self.kept_line, self.reference_line):
             plot.addItem(item)
         secondary_pen = dict(width=1, style=QtCore.Qt.PenStyle.DashLine)
         self.train_curve = pg.PlotDataItem([], [], pen=pg.mkPen(TRAIN_COLOUR, **secondary_pen), symbol="t",
@@ -74,8 +102,10 @@ class TrainingPlot(pg.PlotWidget):
         self._redraw()
 
     # ------------------------------------------------------------------------------ data
-    def set_history(self, history: list[EpochRecord]) -> None:
+    def set_history(self, history: list[EpochRecord], evaluation: dict | None = None) -> None:
+        """A model's epochs, and its recorded full evaluation (`eval --record`) drawn as a reference."""
         self.records = list(history)
+        self.reference = evaluation_reference(evaluation)
         self.planned_epochs = 0
         self._redraw()
 
@@ -143,13 +173,19 @@ class TrainingPlot(pg.PlotWidget):
         if kept is not None:
             self.kept_line.setValue(kept)
             self.kept_line.label.setFormat(f"kept: epoch {kept}")
+        show_reference = by_ll and self.reference is not None
+        self.reference_line.setVisible(show_reference)
+        if show_reference:
+            self.reference_line.setValue(self.reference[0])
+            self.reference_line.label.setFormat(self.reference[1])
         self._legend(by_ll, values, errors, monitor_rows, kept)
-        self._fit_axes(epochs, values, errors, monitor_rows)
+        self._fit_axes(epochs, values + ([self.reference[0]] if show_reference else []),
+                       errors + ([0.0] if show_reference else []), monitor_rows)
 
     def _legend(self, by_ll, values, errors, monitor_rows, kept) -> None:
         self.legend.clear()
         if values:
-            label = "validation log-likelihood" if by_ll else "validation monitor"
+            label = "validation log-likelihood (quick estimate)" if by_ll else "validation monitor"
             if by_ll and any(errors):
                 label += " (bars: ± 1 AIS standard error)"
             self.legend.addItem(self.main_curve, label)
@@ -157,6 +193,8 @@ class TrainingPlot(pg.PlotWidget):
             self.legend.addItem(self.train_curve, "training monitor (right axis)")
         if monitor_rows:
             self.legend.addItem(self.valid_monitor_curve, "validation monitor (right axis)")
+        if by_ll and self.reference is not None:
+            self.legend.addItem(self.reference_sample, self.reference[1])
         if kept is not None:
             self.legend.addItem(self.kept_sample, f"kept epoch ({'best log-likelihood' if by_ll else 'best monitor'})")
 
