@@ -87,7 +87,7 @@ def test_first_launch_loads_the_given_model(window, small_model_file):
 
 def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot, tmp_path):
     """The bundled run's training readings are left out of its history (resources/default_model.md):
-    the plot shows its 60 validation points and no training curve; it plays at its 1,000 Gibbs steps."""
+    the plot shows its 60 validation points and no training curve; its exact sampler runs its 1,000 Gibbs steps."""
     from rnnrbm_studio.assets import default_model_path
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     main = MainWindow(settings, default_model_path(), port_provider=FakePortProvider(), models_dir=tmp_path / "models")
@@ -105,6 +105,8 @@ def test_the_bundled_model_opens_with_its_validation_curve_and_gibbs_steps(qtbot
         low, high = main.training_plot.view_ranges()[1]
         assert main.training_plot.reference_line.value() == pytest.approx(-2.2674)
         assert low < main.training_plot.reference_line.value() < high
+        assert main.live_panel.gibbs_steps.value() == 25  # the fast sampler's (from the RNN's guess)
+        main.live_panel.sampler.setCurrentIndex(1)  # Exact (tutorial): from silence
         assert main.live_panel.gibbs_steps.value() == 1000  # the model's own setting, not clamped
     finally:
         main.close()
@@ -484,6 +486,7 @@ def test_train_uses_the_quality_recipe_unless_switched_off(qtbot, window, tmp_pa
     assert set(checkpoint.training.pretraining) == {"rbm", "rnn"}
     assert checkpoint.history[0].valid_ll is not None  # kept by the validation log-likelihood
     assert checkpoint.model_config.gibbs_steps == 1000  # a sharp model composes with its own setting
+    window.live_panel.sampler.setCurrentIndex(1)  # Exact (tutorial): the model's own steps from silence
     assert window.live_panel.gibbs_steps.value() == 1000
 
     assert config.key_shift == 0  # off by default: the bundled model's corpus is all in C

@@ -2,6 +2,7 @@
 -> the synth's audio has energy at the pitches the model played -> Stop -> silence, no voice left."""
 from __future__ import annotations
 
+import threading
 import wave
 
 import mido
@@ -111,10 +112,119 @@ def test_instrument_volume_and_export_audio(qtbot, first_launch, tmp_path):
     assert any(m.type == "program_change" and m.program == 19 for m in provider.sent)
     window.live_panel.play_button.click()
     out = tmp_path / "session.wav"
-    assert window.playback.synth.export_audio(out)
+    export = window.playback.synth.audio_export
+    with qtbot.waitSignal(export.exported, timeout=60_000) as done:
+        assert window.playback.synth.export_audio(out) is not None
+    assert done.args[0].seconds > 0 and out.stat().st_size > 44  # more than a WAV header
+    window.playback.live.export_session(tmp_path / "session.mid")
+    elapsed, last_sound = 0.0, 0.0
+    for message in mido.MidiFile(tmp_path / "session.mid"):  # times in seconds, tempo changes included
+        elapsed += message.time
+        last_sound = elapsed if not message.is_meta else last_sound
+    assert done.args[0].seconds >= last_sound - 0.01  # every event at its time, none moved earlier
     with wave.open(str(out), "rb") as wav:
         frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
     assert frames.size and np.abs(frames).max() > 1000
+    assert window.statusBar().currentMessage() == f"Saved {done.args[0].seconds:.1f} s of audio to {out}"
+    qtbot.waitUntil(window.live_panel.synth.export_audio_button.isEnabled, timeout=10_000)  # once its thread ends
+
+
+def played_a_little(qtbot, window, provider) -> None:
+    window.live_panel.bpm.setValue(240)
+    window.live_panel.play_button.click()
+    qtbot.waitUntil(lambda: len(provider.sent) > 8, timeout=20_000)
+    window.live_panel.play_button.click()
+
+
+def test_export_audio_renders_in_a_worker_while_the_window_stays_responsive(qtbot, first_launch, tmp_path,
+                                                                           monkeypatch):
+    """The render runs off the GUI thread: held inside it, the window's event loop still turns (a
+    timer fires, the button is disabled, the status bar shows Cancel), then the WAV is saved."""
+    from rnnrbm_studio.live import audio_render
+
+    window, provider = first_launch
+    played_a_little(qtbot, window, provider)
+    real_render, threads, release = audio_render.render_messages, [], threading.Event()
+
+    def held_render(*args, **kwargs):
+        threads.append(threading.get_ident())  # not current_thread(): it would register a dummy Thread
+        assert release.wait(30), "the test never let the render go on"
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(audio_render, "render_messages", held_render)
+    out = tmp_path / "held.wav"
+    export = window.playback.synth.audio_export
+    handle = window.playback.synth.export_audio(out)
+    try:
+        assert handle is not None and export.is_running()
+        ticks = []
+        QtCore.QTimer.singleShot(10, lambda: ticks.append(1))
+        qtbot.waitUntil(lambda: bool(threads and ticks), timeout=10_000)  # the GUI turns while the job holds on
+        assert threads[0] != threading.main_thread().ident == threading.get_ident()  # the job ran off the GUI thread
+        assert not window.live_panel.synth.export_audio_button.isEnabled()
+        assert export.status.isVisibleTo(window) and export.status.cancel_button.isEnabled()
+        assert window.playback.synth.export_audio(tmp_path / "second.wav") is None  # one at a time
+        with qtbot.waitSignal(export.exported, timeout=60_000):
+            release.set()
+    finally:
+        release.set()
+    assert out.stat().st_size > 44
+    qtbot.waitUntil(window.live_panel.synth.export_audio_button.isEnabled, timeout=10_000)  # once its thread ends
+    assert not export.status.isVisibleTo(window)
+
+
+def test_export_audio_cancelled_leaves_no_file_and_a_failure_is_one_line(qtbot, first_launch, tmp_path,
+                                                                         monkeypatch):
+    import tempfile
+
+    from rnnrbm_studio.live import audio_render
+
+    window, provider = first_launch
+    scratch = tmp_path / "scratch"  # where the session's MIDI is written for the worker, and removed
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    messages = []
+    window.playback.failed.connect(messages.append)
+    out = tmp_path / "nothing.wav"
+    assert window.playback.synth.export_audio(out) is None  # nothing played yet: said at once, no worker
+    assert messages == ["Cannot export audio: nothing has been played yet"] and not out.exists()
+    assert window.playback.synth.export_audio(tmp_path) is None  # a folder: said before any work
+    assert messages[-1].startswith(f"Cannot export audio: cannot write {tmp_path}: it is a folder")
+
+    played_a_little(qtbot, window, provider)
+    export = window.playback.synth.audio_export
+    real_render, first_message, go_on = audio_render.render_messages, threading.Event(), threading.Event()
+
+    def held_messages(pairs):
+        for pair in pairs:  # the job checks for Cancel before each message it hands on
+            first_message.set()
+            assert go_on.wait(30), "the test never let the render go on"
+            yield pair
+
+    monkeypatch.setattr(audio_render, "render_messages",
+                        lambda pairs, *args, **kwargs: real_render(held_messages(pairs), *args, **kwargs))
+    window.playback.synth.export_audio(out)
+    try:
+        qtbot.waitUntil(first_message.is_set, timeout=10_000)
+        with qtbot.waitSignal(export.cancelled, timeout=60_000):
+            export.status.cancel_button.click()  # the status bar's Cancel
+            go_on.set()
+    finally:
+        go_on.set()
+    qtbot.waitUntil(lambda: not export.is_running(), timeout=10_000)
+    assert not out.exists() and list(tmp_path.glob("*.wav*")) == [] and list(scratch.iterdir()) == []
+    assert window.statusBar().full_message() == "Export cancelled"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audio_render, "render_messages", full_disk)
+    with qtbot.waitSignal(export.failed, timeout=60_000):
+        assert window.playback.synth.export_audio(out) is not None
+    qtbot.waitUntil(lambda: not export.is_running(), timeout=10_000)
+    assert messages[-1] == f"Cannot export audio: {out}: No space left on device"  # one line, no traceback
+    assert window.statusBar().full_message() == messages[-1]
+    assert list(scratch.iterdir()) == [] and not out.exists()
 
 
 def test_a_missing_fluidsynth_is_one_line_with_a_command_to_copy(qtbot, first_launch, monkeypatch):
@@ -136,3 +246,37 @@ def test_a_missing_fluidsynth_is_one_line_with_a_command_to_copy(qtbot, first_la
     assert synth.copy_button.isVisibleTo(window)
     synth.copy_button.click()
     assert QtWidgets.QApplication.clipboard().text().startswith("sudo apt install libfluidsynth3")
+
+
+def test_the_audio_job_keeps_the_time_of_tempo_changes_and_stops_when_cancelled(tmp_path):
+    """ui/jobs.export_audio_job without a window: a tempo change's own wait is kept (the note after it
+    sounds late, not at once), the temporary folder goes, and a cancelled job writes nothing."""
+    from rnnrbm_studio.ui.jobs import export_audio_job
+    from rnnrbm_studio.ui.workers import Job, JobCancelled
+
+    def session() -> tuple:
+        folder = tmp_path / f"session{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=100, time=0),
+                                mido.Message("note_off", note=60, velocity=0, time=240),  # 0.5 s at 120 BPM
+                                mido.MetaMessage("set_tempo", tempo=500_000, time=3840),  # 4 s: past any tail
+                                mido.Message("note_on", note=64, velocity=100, time=0),
+                                mido.Message("note_off", note=64, velocity=0, time=240)])
+        midi = mido.MidiFile(ticks_per_beat=480)
+        midi.tracks.append(track)
+        midi.save(folder / "session.mid")
+        return folder / "session.mid", folder
+
+    midi, folder = session()
+    result = export_audio_job(Job(), midi, tmp_path / "one.wav", gain=0.5, remove_folder=folder)
+    # the second note at 4.5 s, not at 0.5 s (render's tail after the last event is 3 s at most)
+    assert result.seconds >= 5.0 and result.notes == 2
+    assert not folder.exists() and (tmp_path / "one.wav").stat().st_size > 44
+
+    midi, folder = session()
+    cancelled = Job()
+    cancelled.cancel()
+    with pytest.raises(JobCancelled):
+        export_audio_job(cancelled, midi, tmp_path / "none.wav", gain=0.5, remove_folder=folder)
+    assert not folder.exists() and not (tmp_path / "none.wav").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["one.wav"]

@@ -77,8 +77,13 @@ def register(subparsers) -> None:
     play.add_argument("--record", metavar="OUT.mid", help="save what was played as a MIDI file")
     play.add_argument("--temperature", type=TEMPERATURE, default=1.0,
                       help=f"sampling temperature, {TEMPERATURE.span} (1 = the model)")
+    play.add_argument("--sampler", choices=("fast", "exact"), default="fast",
+                      help="how each frame is sampled: fast (the default) starts its Gibbs chain at the RNN's own "
+                           "guess and runs 25 steps; exact is the tutorial's chain from silence with the model's "
+                           "stored steps (the bundled model's 1,000: about 26x slower)")
     play.add_argument("--gibbs-steps", type=GIBBS_STEPS, default=None,
-                      help=f"Gibbs steps per frame, {GIBBS_STEPS.span} (default: the model's)")
+                      help=f"Gibbs steps per frame, {GIBBS_STEPS.span} (default: the sampler's, 25 or the model's; "
+                           f"playing along: 100 at most)")
     play.add_argument("--seed", type=SEED, default=None, help=f"seed for reproducible music, {SEED.span}")
     play.add_argument("--velocity", type=VELOCITY, default=80, help=f"note-on velocity {VELOCITY.span} (default 80)")
     play.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
@@ -332,11 +337,12 @@ def check_record_path(text: str) -> Path:
 def playback_settings(args: argparse.Namespace, grid):
     """`play`'s options as PlaybackSettings on the model's time grid (channel and program counted
     from 1 on the command line, from 0 in MIDI). StudioError for a combination out of range."""
-    from ..live.settings import PlaybackSettings
+    from ..live.settings import SAMPLERS, PlaybackSettings
 
     try:
         return PlaybackSettings.for_model(
             grid, bpm=args.bpm, steps_per_beat=args.steps_per_beat, gibbs_steps=args.gibbs_steps,
+            chain_start=SAMPLERS[args.sampler],
             temperature=args.temperature, velocity=args.velocity, dynamics=args.dynamics, channel=args.channel - 1,
             program=args.program - 1, restrike=args.restrike, latency_offset=args.latency_ms / 1000.0,
             seed=args.seed)

@@ -13,8 +13,11 @@ from ..music.pianoroll import RollSettings, playback_grid
 
 MAX_BPM = 1000.0
 CHAIN_STARTS = ("prediction", "silence")
-# Gibbs steps of a chain that starts at the RNN's prediction: the bundled model's music of 1,000 steps
-# from silence at 1/40 of the cost (benchmarks/bench_generation.py, docs/speed.md); more are not asked
+# the samplers as the window and `play --sampler` name them: chain_start of each
+SAMPLERS = {"fast": "prediction", "exact": "silence"}
+# Gibbs steps of a chain that starts at the RNN's prediction when none are asked for: the bundled
+# model's music of 1,000 steps from silence at 1/40 of the cost (benchmarks/bench_generation.py,
+# docs/speed.md). Not a cap: steps asked for are run, however many.
 PREDICTION_GIBBS_STEPS = 25
 MAX_STEPS_PER_BEAT = 96
 
@@ -23,7 +26,7 @@ MAX_STEPS_PER_BEAT = 96
 class PlaybackSettings:
     bpm: float = 120.0
     steps_per_beat: int = 2  # frames per beat: with bpm, the frame period
-    gibbs_steps: int | None = None  # per frame; None: the model's own (model.config.gibbs_steps)
+    gibbs_steps: int | None = None  # per frame; None: the sampler's default (chain(); play-along: its own)
     temperature: float = 1.0  # 1 = the model; below, safer and sparser; above, more adventurous
     velocity: int = 80  # the base velocity; with dynamics, each note's is shaped by music/dynamics.py
     dynamics: bool = True  # accents on the beats and on the top voice (music/dynamics.py); off: all at velocity
@@ -32,8 +35,8 @@ class PlaybackSettings:
     restrike: bool = False  # strike keys held from one frame to the next again
     latency_offset: float = 0.0  # seconds added to every send deadline; negative sends early
     seed: int | None = None  # of the sampler, for music that plays the same every time
-    # where each frame's Gibbs chain starts: at a draw of the RNN's own guess at the frame, running at
-    # most PREDICTION_GIBBS_STEPS steps, or at silence (the tutorial's chain, every step asked for)
+    # where each frame's Gibbs chain starts: at a draw of the RNN's own guess at the frame ("fast"), or at
+    # silence (the tutorial's chain, "exact"); chain() says how many steps each runs
     chain_start: str = "prediction"
 
     def __post_init__(self) -> None:
@@ -66,11 +69,16 @@ class PlaybackSettings:
                 object.__setattr__(self, name, int(getattr(self, name)))
 
     def chain(self, model_gibbs_steps: int) -> tuple[int, str | None]:
-        """(Gibbs steps, model.step's start) for a model whose own setting is model_gibbs_steps."""
-        steps = self.gibbs_steps if self.gibbs_steps is not None else int(model_gibbs_steps)
+        """(Gibbs steps, model.step's start) of a composed frame, for a model that stores model_gibbs_steps.
+
+        Steps asked for (gibbs_steps) are run as asked, whichever the start. Without them the chain
+        from the RNN's prediction runs PREDICTION_GIBBS_STEPS, the one from silence the model's own
+        (a sharp model stores ~1,000: what its chain from zeros needs to mix).
+        """
+        asked = self.gibbs_steps
         if self.chain_start == "prediction":
-            return min(steps, PREDICTION_GIBBS_STEPS), "prediction"
-        return steps, None
+            return (PREDICTION_GIBBS_STEPS if asked is None else asked), "prediction"
+        return (int(model_gibbs_steps) if asked is None else asked), None
 
     @property
     def frame_period(self) -> float:

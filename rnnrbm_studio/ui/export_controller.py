@@ -1,17 +1,23 @@
-"""Export new bars in the background: a worker generates, the status bar shows progress and Cancel.
+"""Exports in the background: a worker generates new bars, or renders the session to audio; the status
+bar shows progress and Cancel, then says when the file is saved.
 
-The window stays responsive however long generation takes (512 bars at 1,000 Gibbs steps is most
-of a minute); the file is written, atomically, only once every frame is there, and never if cancelled.
+The window stays responsive however long they take (512 bars at 1,000 Gibbs steps is most of a
+minute; an hour's session renders in about a minute); the file is written, atomically, only once
+all of it is there, and never if cancelled.
 """
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from PySide6 import QtCore, QtWidgets
 
 from ..model import RnnRbm
-from .jobs import GenerationProgress, export_bars_job
+from ..music.atomic_files import check_writable
+from .jobs import GenerationProgress, export_audio_job, export_bars_job
 from .workers import WorkerHandle, WorkerRegistry
 
 
@@ -37,8 +43,9 @@ class JobStatus(QtWidgets.QWidget):
         self.setVisible(False)
 
     def begin(self, text: str, maximum: int) -> None:
+        """Show `text` and a progress bar to `maximum` (0: busy, no measure of how far)."""
         self.label.setText(text)
-        self.progress.setRange(0, max(1, maximum))
+        self.progress.setRange(0, max(0, maximum))
         self.progress.setValue(0)
         self.cancel_button.setEnabled(True)
         self.setVisible(True)
@@ -51,14 +58,10 @@ class JobStatus(QtWidgets.QWidget):
         self.setVisible(False)
 
 
-class BarsExport(QtCore.QObject):
-    """Generates a piece in a worker of the window's registry and saves it; one export at a time.
+class StatusBarExport(QtCore.QObject):
+    """One export at a time in a worker of the window's registry, its progress and Cancel in the status bar."""
 
-    Its progress and Cancel are in the status bar, which also says when the file is saved.
-    """
-
-    progress = QtCore.Signal(int, int)  # frames done, frames in all
-    exported = QtCore.Signal(object)  # the Path written
+    exported = QtCore.Signal(object)  # what the job returned
     failed = QtCore.Signal(str)
     cancelled = QtCore.Signal()
     running_changed = QtCore.Signal(bool)
@@ -70,29 +73,18 @@ class BarsExport(QtCore.QObject):
         self.status = JobStatus()
         status_bar.addPermanentWidget(self.status)
         self.handle: WorkerHandle | None = None
-        self.bars = 0  # of the export running or last run
         self.status.cancel_requested.connect(self.cancel)
-        self.exported.connect(lambda path: status_bar.showMessage(f"Saved {self.bars} new bars to {path}", 5000))
         self.cancelled.connect(lambda: status_bar.showMessage("Export cancelled", 5000))
 
     def is_running(self) -> bool:
         return bool(self.handle and self.handle.is_running())
 
-    def start(self, model: RnnRbm, path: str | Path, bars: int, frames: int, *, bpm: float, steps_per_beat: int,
-              gibbs_steps: int, inverse_temperature: float, seed: int | None = None, velocity: int = 80,
-              dynamics: bool = True) -> WorkerHandle | None:
-        """Start generating `frames` frames (`bars` bars) into `path`; None if an export already runs."""
-        if self.is_running():
-            return None
-        self.bars = bars
-        # the worker's own copy: playback that follows training swaps weights into the window's model
+    def _start(self, job: Callable, *args, name: str, text: str, maximum: int, **kwargs) -> WorkerHandle:
         self.handle = self.registry.start(
-            export_bars_job, copy.deepcopy(model).eval(), Path(path), frames, name="export-bars", progress=True,
-            bpm=bpm, steps_per_beat=steps_per_beat, gibbs_steps=gibbs_steps,
-            inverse_temperature=inverse_temperature, seed=seed, velocity=velocity, dynamics=dynamics,
+            job, *args, name=name, progress=True, **kwargs,
             connect={"progress": self._on_progress, "succeeded": self.exported, "failed": self.failed,
                      "cancelled": self.cancelled, "finished": self._on_finished})
-        self.status.begin(f"Generating {bars} bars…", frames)
+        self.status.begin(text, maximum)
         self.running_changed.emit(True)
         return self.handle
 
@@ -102,10 +94,69 @@ class BarsExport(QtCore.QObject):
             self.status.label.setText("Cancelling…")
             self.status.cancel_button.setEnabled(False)
 
-    def _on_progress(self, value: GenerationProgress) -> None:
-        self.status.show_progress(value.frames_done, value.frames)
-        self.progress.emit(value.frames_done, value.frames)
+    def _on_progress(self, value) -> None:
+        pass
 
     def _on_finished(self) -> None:
         self.status.end()
         self.running_changed.emit(False)
+
+
+class BarsExport(StatusBarExport):
+    """Generates a piece in a worker and saves it as .mid; the status bar says when the file is saved."""
+
+    progress = QtCore.Signal(int, int)  # frames done, frames in all
+
+    def __init__(self, registry: WorkerRegistry, status_bar: QtWidgets.QStatusBar,
+                 parent: QtCore.QObject | None = None):
+        super().__init__(registry, status_bar, parent)
+        self.bars = 0  # of the export running or last run
+        self.exported.connect(lambda path: status_bar.showMessage(f"Saved {self.bars} new bars to {path}", 5000))
+
+    def start(self, model: RnnRbm, path: str | Path, bars: int, frames: int, *, bpm: float, steps_per_beat: int,
+              gibbs_steps: int, inverse_temperature: float, seed: int | None = None, velocity: int = 80,
+              dynamics: bool = True, start: str | None = None) -> WorkerHandle | None:
+        """Start generating `frames` frames (`bars` bars) into `path`; None if an export already runs.
+        `start`: where each frame's Gibbs chain starts, as PlaybackSettings.chain() says."""
+        if self.is_running():
+            return None
+        self.bars = bars
+        # the worker's own copy: playback that follows training swaps weights into the window's model
+        return self._start(export_bars_job, copy.deepcopy(model).eval(), Path(path), frames, name="export-bars",
+                           text=f"Generating {bars} bars…", maximum=frames, bpm=bpm, steps_per_beat=steps_per_beat,
+                           gibbs_steps=gibbs_steps, inverse_temperature=inverse_temperature, seed=seed,
+                           velocity=velocity, dynamics=dynamics, start=start)
+
+    def _on_progress(self, value: GenerationProgress) -> None:
+        self.status.show_progress(value.frames_done, value.frames)
+        self.progress.emit(value.frames_done, value.frames)
+
+
+class AudioExport(StatusBarExport):
+    """Renders the session (its MIDI, written on the GUI thread in a moment) to a WAV in a worker;
+    the status bar says how many seconds were saved where."""
+
+    def __init__(self, registry: WorkerRegistry, status_bar: QtWidgets.QStatusBar,
+                 parent: QtCore.QObject | None = None):
+        super().__init__(registry, status_bar, parent)
+        self.path: Path | None = None  # of the export running or last run
+        self.exported.connect(lambda result: status_bar.showMessage(
+            f"Saved {result.seconds:.1f} s of audio to {self.path}", 5000))
+
+    def start(self, write_midi: Callable[[Path], object], path: str | Path, *, gain: float,
+              soundfont: str | None = None) -> WorkerHandle | None:
+        """`write_midi(file)` writes the session (StudioError if there is none), then a worker renders
+        it to `path`; None if an export already runs. StudioError before any work if `path` cannot be written."""
+        if self.is_running():
+            return None
+        check_writable(path)
+        folder = Path(tempfile.mkdtemp(prefix="rnnrbm-session-"))
+        midi = folder / "session.mid"
+        try:
+            write_midi(midi)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self.path = Path(path)
+        return self._start(export_audio_job, midi, self.path, name="export-audio", text="Rendering audio…",
+                           maximum=0, gain=gain, soundfont=soundfont, remove_folder=folder)

@@ -6,6 +6,7 @@ so each can be tried with `Job(report=values.append)` and no event loop.
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +70,11 @@ class GenerationProgress:
 
 
 def generate_roll(job: Job, model: RnnRbm, frames: int, gibbs_steps: int | None = None,
-                  inverse_temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+                  inverse_temperature: float = 1.0, seed: int | None = None, start: str | None = None) -> np.ndarray:
     """model.generate(frames), frame by frame through model.step: cancelled and reported between frames.
 
-    With the same seed it draws exactly what model.generate draws (the same sampler, the same steps).
+    `start`: where each frame's chain starts (model.step's; "prediction" is the player's fast sampler).
+    With the same seed and no start it draws exactly what model.generate draws (the same sampler and steps).
     """
     sampler = BernoulliSampler(seed)
     state = model.initial_state()
@@ -81,7 +83,7 @@ def generate_roll(job: Job, model: RnnRbm, frames: int, gibbs_steps: int | None 
     job.report(GenerationProgress(0, frames))
     for t in range(frames):
         job.check()
-        frame, state = model.step(state, sampler, gibbs_steps, inverse_temperature)
+        frame, state = model.step(state, sampler, gibbs_steps, inverse_temperature, start=start)
         roll[t] = frame.numpy()
         now = time.monotonic()
         if now - last_report >= REPORT_INTERVAL_S:
@@ -92,13 +94,13 @@ def generate_roll(job: Job, model: RnnRbm, frames: int, gibbs_steps: int | None 
 
 
 def export_bars_job(job: Job, model: RnnRbm, path: str | Path, frames: int, *, bpm: float, steps_per_beat: int,
-                    gibbs_steps: int | None = None, inverse_temperature: float = 1.0,
-                    seed: int | None = None, velocity: int = 80, dynamics: bool = True) -> Path:
+                    gibbs_steps: int | None = None, inverse_temperature: float = 1.0, seed: int | None = None,
+                    velocity: int = 80, dynamics: bool = True, start: str | None = None) -> Path:
     """Generates `frames` new frames and writes them to `path` (atomically), only if not cancelled.
 
     `model` is the job's own: pass a copy, not a model that playback or training changes meanwhile.
     """
-    roll = generate_roll(job, model, frames, gibbs_steps, inverse_temperature, seed)
+    roll = generate_roll(job, model, frames, gibbs_steps, inverse_temperature, seed, start)
     job.check()
     path = Path(path)
     try:
@@ -108,3 +110,30 @@ def export_bars_job(job: Job, model: RnnRbm, path: str | Path, frames: int, *, b
     except ValueError as error:  # a grid MIDI cannot hold (ticks per beat not a multiple of the steps)
         raise StudioError(f"Cannot export: {error}") from None
     return path
+
+
+# -------------------------------------------------------------------------------------- audio
+def export_audio_job(job: Job, midi: str | Path, out: str | Path, *, gain: float, soundfont: str | None = None,
+                     remove_folder: str | Path | None = None):
+    """Renders a MIDI file (the session, written by the window) to a WAV at `out` with the built-in
+    synth; cancelled between MIDI messages (the WAV is written atomically: nothing is left under `out`).
+    `remove_folder` (the MIDI's temporary folder) is removed however the job ends. Returns RenderResult."""
+    from ..live.audio_render import render_messages
+    from ..music.midi_files import parse_midi_file
+
+    def messages():
+        waited = 0.0  # a meta message's time (a tempo change's) belongs to the next sounding one
+        for message in parse_midi_file(midi):
+            job.check()
+            waited += message.time
+            if not message.is_meta:
+                yield waited, message
+                waited = 0.0
+
+    try:
+        return render_messages(messages(), out, soundfont=soundfont, gain=gain)
+    except (OSError, ValueError) as error:  # a StudioError (SoundFont, no FluidSynth, too long) passes as it is
+        raise StudioError(f"{out}: {getattr(error, 'strerror', None) or error}") from None
+    finally:
+        if remove_folder is not None:
+            shutil.rmtree(remove_folder, ignore_errors=True)

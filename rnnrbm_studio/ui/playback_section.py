@@ -42,7 +42,7 @@ class PlaybackSection(QtCore.QObject):
         self.live = LiveController(port_provider, parent=self)
         self.piece = PiecePlayback(self.live, self)  # a training piece heard on the same output
         self.piece.failed.connect(self.failed)
-        self.synth = SynthSection(panel.synth, self.live, settings, window)  # the built-in synth's box
+        self.synth = SynthSection(panel.synth, self.live, settings, window, registry)  # the built-in synth's box
         self.synth.failed.connect(self.failed)
         panel.synth.program_changed.connect(self._settings_changed)
         self.bars_export = BarsExport(registry, window.statusBar(), self)
@@ -68,7 +68,7 @@ class PlaybackSection(QtCore.QObject):
         self.model = model
         self.panel.set_model_grid(grid)  # a seconds grid brings its own tempo
         self.live.set_model(model, grid)
-        self.panel.gibbs_steps.setValue(model.config.gibbs_steps)  # each model says how it mixes
+        self.panel.set_model_gibbs_steps(model.config.gibbs_steps)  # the exact sampler's: each model's own
 
     def follow_training(self, model: RnnRbm) -> None:
         """The weights of an epoch just trained: played from now on if the panel says so."""
@@ -180,7 +180,8 @@ class PlaybackSection(QtCore.QObject):
         # the settings Play would use: the tempo box rounds a seconds grid's own tempo, they do not
         playing = self.panel.playback_settings()
         frames = bars * 4 * playing.steps_per_beat
+        gibbs_steps, start = playing.chain(self.model.config.gibbs_steps)  # the sampler Play uses
         return self.bars_export.start(self.model, path, bars, frames, bpm=playing.bpm,
-                                      steps_per_beat=playing.steps_per_beat, gibbs_steps=playing.gibbs_steps,
+                                      steps_per_beat=playing.steps_per_beat, gibbs_steps=gibbs_steps,
                                       inverse_temperature=1.0 / playing.temperature, velocity=playing.velocity,
-                                      dynamics=playing.dynamics)
+                                      dynamics=playing.dynamics, start=start)

@@ -28,7 +28,7 @@ def save_window(settings: QtCore.QSettings, window: QtWidgets.QWidget, live: Liv
 
 
 def _persisted_widgets(live: LivePanel, training: TrainingPanel) -> dict[str, QtWidgets.QWidget]:
-    return {"bpm": live.bpm, "temperature": live.temperature,
+    return {"bpm": live.bpm, "temperature": live.temperature, "sampler": live.sampler,
             "follow_training": live.follow_training, "dynamics": live.dynamics, "training/hidden": training.hidden,
             "training/recurrent": training.recurrent, "training/cd_k": training.cd_k,
             "training/epochs": training.epochs, "training/batch_seqs": training.batch_seqs,

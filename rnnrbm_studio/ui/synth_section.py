@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from pathlib import Path
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from ..errors import StudioError
 from ..live.audio_output import AUTO, audio_outputs
 from ..live.builtin_synth import BuiltinSynthPort
 from ..live.synth_engine import SynthUnavailable, check_soundfont
+from .export_controller import AudioExport
 from .live_controller import LiveController
 from .panels.synth import SynthPanel
+from .workers import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,12 @@ class SynthSection(QtCore.QObject):
     failed = QtCore.Signal(str)
 
     def __init__(self, panel: SynthPanel, live: LiveController, settings: QtCore.QSettings,
-                 window: QtWidgets.QMainWindow):
+                 window: QtWidgets.QMainWindow, registry: WorkerRegistry):
         super().__init__(window)
         self.panel, self.live, self.settings, self.window = panel, live, settings, window
+        self.audio_export = AudioExport(registry, window.statusBar(), self)  # rendering in a worker
+        self.audio_export.failed.connect(lambda message: self.failed.emit(f"Cannot export audio: {message}"))
+        self.audio_export.running_changed.connect(lambda running: panel.export_audio_button.setEnabled(not running))
         self.provider = live.port_provider if hasattr(live.port_provider, "synth") else None
         panel.set_audio_outputs(audio_outputs(), str(settings.value("synth/audio", AUTO)))
         panel.volume.setValue(int(settings.value("synth/volume", panel.volume.value())))
@@ -96,20 +100,13 @@ class SynthSection(QtCore.QObject):
         if path:
             self.export_audio(path)
 
-    def export_audio(self, path: str | Path) -> bool:
-        """The session as played (its MIDI), rendered by the built-in synth to a WAV file."""
-        from ..live.audio_render import render_midi_file
-
-        QtWidgets.QApplication.setOverrideCursor(QtGui.QCursor(QtCore.Qt.CursorShape.WaitCursor))
+    def export_audio(self, path: str | Path) -> WorkerHandle | None:
+        """The session as played (its MIDI), rendered by the built-in synth to a WAV file in a worker
+        (audio_export's signals, the status bar, say when it is saved). None if it cannot start: one
+        line says why (nothing played yet, a file that cannot be written), or an export already runs."""
         try:
-            with tempfile.TemporaryDirectory(prefix="rnnrbm-session-") as folder:
-                midi = Path(folder) / "session.mid"
-                self.live.export_session(midi)
-                result = render_midi_file(midi, path, soundfont=self._soundfont, gain=self.panel.gain())
+            return self.audio_export.start(self.live.export_session, path, gain=self.panel.gain(),
+                                           soundfont=self._soundfont)
         except (StudioError, OSError, ValueError) as error:
             self.failed.emit(f"Cannot export audio: {error}")
-            return False
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.window.statusBar().showMessage(f"Saved {result.seconds:.1f} s of audio to {path}", 5000)
-        return True
+            return None

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ...live.settings import PlaybackSettings
+from ...live.settings import PREDICTION_GIBBS_STEPS, PlaybackSettings
 from ...music.dynamics import SUMMARY as DYNAMICS
 from ...model import RnnRbmConfig
 from ...music.pianoroll import RollSettings, own_tempo
 from .boxes import double_spin_box, spin_box
 from .synth import SynthPanel
 
+SAMPLERS = {"prediction": "Fast", "silence": "Exact (tutorial)"}  # PlaybackSettings.chain_start: its name here
+
 
 class LivePanel(QtWidgets.QGroupBox):
     """Output port, Play / Stop, tempo, sampling, and the session's export."""
 
     play_toggled = QtCore.Signal()
-    settings_changed = QtCore.Signal()  # tempo, Gibbs steps, temperature or dynamics: see playback_settings()
+    settings_changed = QtCore.Signal()  # tempo, sampler, Gibbs steps, temperature or dynamics: playback_settings()
     refresh_ports_requested = QtCore.Signal()
     port_chosen = QtCore.Signal(str)
     reset_requested = QtCore.Signal()
@@ -40,10 +42,22 @@ class LivePanel(QtWidgets.QGroupBox):
         self.play_button.setToolTip("Start or stop improvising on the chosen output (Space)")
         self.play_button.setCheckable(True)
         self.bpm = double_spin_box(20, 400, 120, 0, "Tempo in beats per minute", 5)
-        # up to 5,000: a sharp model needs ~1,000 (the bundled one: resources/default_model.md)
-        self.gibbs_steps = spin_box(1, 5000, RnnRbmConfig().gibbs_steps, "Gibbs steps per generated step: fewer "
-                                    "is looser, more is closer to the model (the tutorial used 25; each model "
-                                    "brings its own setting, the bundled one 1,000).")
+        self.sampler = QtWidgets.QComboBox()
+        for chain_start, name in SAMPLERS.items():
+            self.sampler.addItem(name, chain_start)
+        self.sampler.setToolTip(
+            f"How each frame is sampled. Fast: its Gibbs chain starts at the RNN's own guess at the frame and "
+            f"runs {PREDICTION_GIBBS_STEPS} steps, close to the exact chain's music at a fraction of its work. "
+            f"Exact (tutorial): the chain starts at silence and runs the model's own steps (the bundled "
+            f"model's 1,000). Choosing one sets Gibbs steps to its default.")
+        # up to 5,000: a sharp model needs ~1,000 from silence (the bundled one: resources/default_model.md)
+        self.gibbs_steps = spin_box(
+            1, 5000, PREDICTION_GIBBS_STEPS,
+            f"Gibbs steps per generated frame, run as given: more is closer to the model, and slower. Fast "
+            f"starts at the RNN's guess: {PREDICTION_GIBBS_STEPS} are enough. Exact (tutorial) starts at "
+            f"silence: the model's own setting (the bundled model's 1,000; with 25 it plays almost nothing). "
+            f"Playing along uses these steps as they are.")
+        self._model_gibbs_steps = RnnRbmConfig().gibbs_steps  # the open model's own (set_model_gibbs_steps)
         self.temperature = double_spin_box(0.2, 3.0, 1.0, 2, "Sampling temperature: below 1 plays safer, "
                                            "sparser music; above 1 more adventurous.", 0.05)
         self.follow_training = QtWidgets.QCheckBox("Follow training")
@@ -71,7 +85,10 @@ class LivePanel(QtWidgets.QGroupBox):
         port_row.addWidget(self.refresh_button)
         form = QtWidgets.QFormLayout()
         form.addRow("Tempo (BPM)", self.bpm)
-        form.addRow("Gibbs steps", self.gibbs_steps)
+        sampling = QtWidgets.QHBoxLayout()  # beside each other: the column must fit 1280x800
+        sampling.addWidget(self.sampler, 1)
+        sampling.addWidget(self.gibbs_steps)
+        form.addRow("Gibbs steps", sampling)
         form.addRow("Temperature", self.temperature)
         actions = QtWidgets.QHBoxLayout()
         for button in (self.reset_button, self.prime_button, self.panic_button):
@@ -105,6 +122,7 @@ class LivePanel(QtWidgets.QGroupBox):
         for box in (self.bpm, self.gibbs_steps, self.temperature):
             box.valueChanged.connect(self.settings_changed)
         self.dynamics.toggled.connect(self.settings_changed)
+        self.sampler.currentIndexChanged.connect(self._sampler_chosen)
 
     def set_model_grid(self, grid: RollSettings) -> None:
         """The time grid of the model to play; one with a tempo of its own (a seconds grid) shows it."""
@@ -113,13 +131,33 @@ class LivePanel(QtWidgets.QGroupBox):
         if tempo is not None:
             self.bpm.setValue(tempo)
 
+    def chain_start(self) -> str:
+        """The chosen sampler as PlaybackSettings.chain_start: "prediction" (Fast) or "silence" (Exact)."""
+        return self.sampler.currentData()
+
+    def default_gibbs_steps(self) -> int:
+        """The chosen sampler's steps for the open model: 25 (Fast), the model's own (Exact)."""
+        return PlaybackSettings(chain_start=self.chain_start()).chain(self._model_gibbs_steps)[0]
+
+    def set_model_gibbs_steps(self, steps: int) -> None:
+        """The open model's own Gibbs steps: the box shows the chosen sampler's default for it."""
+        self._model_gibbs_steps = int(steps)
+        self.gibbs_steps.setValue(self.default_gibbs_steps())
+
+    def _sampler_chosen(self) -> None:
+        self.gibbs_steps.blockSignals(True)  # one settings_changed for the sampler and its steps
+        self.gibbs_steps.setValue(self.default_gibbs_steps())
+        self.gibbs_steps.blockSignals(False)
+        self.settings_changed.emit()
+
     def playback_settings(self) -> PlaybackSettings:
         """What the boxes say, on the model's time grid."""
         bpm, tempo = self.bpm.value(), own_tempo(self._grid)
         if tempo is not None and round(tempo, self.bpm.decimals()) == bpm:
             bpm = tempo  # the box shows the model's own tempo rounded: play it exactly
         return PlaybackSettings.for_model(self._grid, bpm=bpm, gibbs_steps=self.gibbs_steps.value(),
-                                          temperature=self.temperature.value(), dynamics=self.dynamics.isChecked())
+                                          chain_start=self.chain_start(), temperature=self.temperature.value(),
+                                          dynamics=self.dynamics.isChecked())
 
     def set_ports(self, names: list[str], current: str | None, help_text: str) -> None:
         self.port.blockSignals(True)
