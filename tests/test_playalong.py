@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import mido
 import numpy as np
@@ -353,3 +354,31 @@ def test_a_player_stopped_while_listening_leaves_nothing_sounding(along):
     threading.Thread(target=lambda: (s.player.stop(), done.set())).start()
     assert done.wait(5)
     assert s.player.open_notes == [] and unbalanced_notes(s.port.messages()) == {}
+
+
+CHAINS_ASKED: list[tuple[int, object]] = []  # module-level: the player plays a deep copy of the model
+
+
+class ChainRecordingModel(RnnRbm):
+    def step(self, state, sampler=None, gibbs_steps=None, inverse_temperature=1.0, clamp_mask=None,
+             clamp_values=None, start=None):
+        CHAINS_ASKED.append((gibbs_steps, start))
+        return super().step(state, sampler, gibbs_steps, inverse_temperature, clamp_mask, clamp_values, start)
+
+
+@pytest.mark.parametrize("chain_start,expected", [("prediction", (25, "prediction")), ("silence", (5, None))])
+def test_playing_along_uses_the_players_sampler(along, chain_start, expected):
+    """The fast sampler (the default) starts each clamped chain at the RNN's guess and runs 25 steps; the
+    exact one starts from silence with the model's own steps (at most 100 when playing along)."""
+    model = ChainRecordingModel(RnnRbmConfig(n_hidden=16, n_hidden_recurrent=8, gibbs_steps=5))
+    model.load_state_dict(eager_model().state_dict())
+    s = along(model.eval(), PlayAlongSettings(mode="accompany"))
+    s.player.update(replace(s.player.settings, chain_start=chain_start))
+    CHAINS_ASKED.clear()
+    s.player.start()
+    s.player.folder.note_on(s.clock.now(), 60)
+    for _ in range(4):
+        s.frame()
+    s.player.stop()
+    assert CHAINS_ASKED and set(CHAINS_ASKED) == {expected}
+    assert all(60 not in keys_of(f.keys) for f in s.frames)

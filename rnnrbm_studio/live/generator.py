@@ -239,12 +239,11 @@ class Generator:
 
     def _job_locked(self, due: tuple[int, float] | None = None) -> _Job:
         settings = self._settings
-        gibbs_steps = settings.gibbs_steps
-        if due is not None and gibbs_steps is None:  # the model's own may be far too slow to reply in time
+        gibbs_steps, start = settings.chain(int(self._model.config.gibbs_steps))
+        if due is not None and start is None and settings.gibbs_steps is None:
+            # playing along on the exact chain: the model's own steps from silence may be far too slow
+            # to reply within the frame
             gibbs_steps = min(PLAYALONG_GIBBS_STEPS, int(self._model.config.gibbs_steps))
-        start = None
-        if due is None:  # composing alone: the chain settings ask for (playing along keeps its own)
-            gibbs_steps, start = settings.chain(int(self._model.config.gibbs_steps))
         return _Job(self._model, self._generator_state, self._epoch, self._sampler, gibbs_steps,
                     settings.temperature, due, settings.frame_period, 60.0 / settings.bpm, start)
 
@@ -273,7 +272,7 @@ class Generator:
         playalong = self.playalong
         started = time.perf_counter()
         decision = playalong.decide(job.model, job.state, deadline, job.period, job.beat, job.sampler,
-                                    job.gibbs_steps, 1.0 / job.temperature)
+                                    job.gibbs_steps, 1.0 / job.temperature, job.start)
         took = time.perf_counter() - started
         with self._lock:
             self._generated += 1

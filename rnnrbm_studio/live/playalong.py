@@ -95,6 +95,7 @@ class PlayAlong:
         self.settings = settings
         self.n_keys, self.lowest_pitch = folder.n_keys, folder.lowest_pitch
         self._last: _Last | None = None
+        self._chain_start: str | None = None  # model.step's start, as the player's settings ask (decide)
         self._answer_left = 0  # frames of the answer still to play
         self._answer_onsets = 0  # the folder's onset count when the answer began
         self._listening_since: float | None = None
@@ -118,9 +119,11 @@ class PlayAlong:
 
     # ------------------------------------------------------------------------ deciding
     def decide(self, model, state: torch.Tensor, start: float, period: float, beat: float, sampler,
-               gibbs_steps: int | None, inverse_temperature: float) -> Decision:
+               gibbs_steps: int | None, inverse_temperature: float, chain_start: str | None = None) -> Decision:
         """The frame starting at clock time `start` (its deadline; now, or just before), after
-        `state`, the RNN state after the last frame as the generator has it. `beat`: seconds."""
+        `state`, the RNN state after the last frame as the generator has it. `beat`: seconds.
+        chain_start: where the model's Gibbs chains start (model.step's start; None: silence)."""
+        self._chain_start = chain_start
         previous = None
         last = self._last
         if last is not None and start > last.start:
@@ -151,7 +154,8 @@ class PlayAlong:
         allowed = self._allowed()
         clamp_mask = torch.as_tensor(held | ~allowed)
         clamp_values = torch.as_tensor(held.astype(np.float32))
-        frame, _ = model.step(state, sampler, gibbs_steps, beta, clamp_mask=clamp_mask, clamp_values=clamp_values)
+        frame, _ = model.step(state, sampler, gibbs_steps, beta, clamp_mask=clamp_mask, clamp_values=clamp_values,
+                              start=self._chain_start)
         sampled = frame.detach().cpu().numpy() > 0.5
         return self._limit(sampled & allowed & ~held)
 
@@ -168,7 +172,7 @@ class PlayAlong:
             allowed = self._allowed()
             mask = torch.as_tensor(~allowed)
             frame, _ = model.step(state, sampler, gibbs_steps, beta, clamp_mask=mask,
-                                  clamp_values=torch.zeros(self.n_keys))
+                                  clamp_values=torch.zeros(self.n_keys), start=self._chain_start)
             keys = self._limit((frame.detach().cpu().numpy() > 0.5) & allowed)
             if self._answer_left == 0:
                 self._listening_since = start + period  # the answer ends with this frame
