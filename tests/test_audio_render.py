@@ -106,3 +106,20 @@ def test_generate_wav_sounds_the_notes_of_the_generated_midi(tmp_path, capsys):
             assert energies[note] > 3 * max(energies[n] for n in others), (note, energies)
         heard += 1
     assert heard > 0
+
+
+def test_render_keeps_the_wait_of_a_tempo_change(tmp_path, capsys):
+    """A tempo change's own delta time belongs to the note after it: the note sounds 4 s in, not at once."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=1_000_000),  # 60 BPM: a beat is 1 s
+        mido.MetaMessage("set_tempo", tempo=500_000, time=1920),  # after 4 beats (4 s), 120 BPM
+        mido.Message("note_on", note=69, velocity=100, time=0),
+        mido.Message("note_off", note=69, time=480)]))  # half a second
+    midi.save(tmp_path / "late.mid")
+    out = tmp_path / "late.wav"
+    assert main(["render", str(tmp_path / "late.mid"), str(out)]) == 0
+    audio, rate = read_wav(out)
+    loudness = np.abs(audio).max(axis=1)
+    first_sound = int(np.argmax(loudness > 0.01)) / rate
+    assert 3.9 <= first_sound <= 4.1, first_sound

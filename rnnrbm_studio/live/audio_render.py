@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import wave
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import mido
 
@@ -31,14 +31,30 @@ class RenderResult:
 
 
 def render_midi_file(source: str | os.PathLike, out: str | os.PathLike, *, soundfont: str | None = None,
-                     program: int | None = None, gain: float = DEFAULT_GAIN) -> RenderResult:
-    """Render a MIDI file (read safely; MidiReadError names what is wrong) to a WAV file."""
+                     program: int | None = None, gain: float = DEFAULT_GAIN,
+                     between: Callable[[], object] | None = None) -> RenderResult:
+    """Render a MIDI file (read safely; MidiReadError names what is wrong) to a WAV file.
+    `between`, when given, is called before each message (a worker's cancel check may raise there)."""
     try:
         midi = parse_midi_file(source)
     except MidiReadError as error:
         raise MidiReadError(f"{display_name(source)}: {error}") from None
-    timed = ((message.time, message) for message in midi if not message.is_meta)
-    return render_messages(timed, out, soundfont=soundfont, program=program, gain=gain)
+    return render_messages(sounding_messages(midi, between), out, soundfont=soundfont, program=program, gain=gain)
+
+
+def sounding_messages(midi: mido.MidiFile, between: Callable[[], object] | None = None
+                      ) -> Iterator[tuple[float, mido.Message]]:
+    """(seconds since the previous sounding message, message) of a MIDI file, meta messages left out:
+    the time of a meta message (a tempo change's) belongs to the next sounding one, or every note after
+    it would come early."""
+    waited = 0.0
+    for message in midi:
+        if between is not None:
+            between()
+        waited += message.time
+        if not message.is_meta:
+            yield waited, message
+            waited = 0.0
 
 
 def render_messages(messages: Iterable[tuple[float, mido.Message]], out: str | os.PathLike, *,

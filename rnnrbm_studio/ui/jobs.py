@@ -118,20 +118,10 @@ def export_audio_job(job: Job, midi: str | Path, out: str | Path, *, gain: float
     """Renders a MIDI file (the session, written by the window) to a WAV at `out` with the built-in
     synth; cancelled between MIDI messages (the WAV is written atomically: nothing is left under `out`).
     `remove_folder` (the MIDI's temporary folder) is removed however the job ends. Returns RenderResult."""
-    from ..live.audio_render import render_messages
-    from ..music.midi_files import parse_midi_file
-
-    def messages():
-        waited = 0.0  # a meta message's time (a tempo change's) belongs to the next sounding one
-        for message in parse_midi_file(midi):
-            job.check()
-            waited += message.time
-            if not message.is_meta:
-                yield waited, message
-                waited = 0.0
+    from ..live.audio_render import render_midi_file
 
     try:
-        return render_messages(messages(), out, soundfont=soundfont, gain=gain)
+        return render_midi_file(midi, out, soundfont=soundfont, gain=gain, between=job.check)
     except (OSError, ValueError) as error:  # a StudioError (SoundFont, no FluidSynth, too long) passes as it is
         raise StudioError(f"{out}: {getattr(error, 'strerror', None) or error}") from None
     finally:
