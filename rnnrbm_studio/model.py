@@ -287,13 +287,14 @@ class RnnRbm(nn.Module):
 
     @torch.no_grad()
     def generate(self, n_frames: int, primer=None, seed: int | None = None, gibbs_steps: int | None = None,
-                 inverse_temperature: float = 1.0) -> np.ndarray:
-        """A piano-roll (n_frames, V) of uint8, continuing `primer` (T, V) when given."""
+                 inverse_temperature: float = 1.0, start: str | None = None) -> np.ndarray:
+        """A piano-roll (n_frames, V) of uint8, continuing `primer` (T, V) when given. `start`: where
+        each frame's chain starts (sample_frame; None: silence, the tutorial's chain)."""
         sampler = BernoulliSampler(seed)
         state = self.prime(primer) if primer is not None else self.initial_state()
         frames = np.zeros((n_frames, self.config.n_visible), dtype=np.uint8)
         for t in range(n_frames):
-            frame, state = self.step(state, sampler, gibbs_steps, inverse_temperature)
+            frame, state = self.step(state, sampler, gibbs_steps, inverse_temperature, start=start)
             frames[t] = frame.numpy()
         return frames
 

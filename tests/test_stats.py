@@ -137,18 +137,26 @@ def test_stats_command_json(model_and_pickle, capsys):
                  "--seed", "3"]) == 0
     values = json.loads(capsys.readouterr().out)
     assert values["data_pieces"] == 2 and values["model_pieces"] == 2 and values["frames_per_piece"] == 50
-    assert values["temperature"] == 1.0 and values["gibbs_steps"] == 3 and values["split"] == "test"
+    assert values["temperature"] == 1.0 and values["split"] == "test"
+    assert (values["sampler"], values["gibbs_steps"]) == ("fast", 25)  # what live playback runs
     rows = {row["name"]: row for row in values["statistics"]}
     assert rows["pitch range, semitones"]["data"] == pytest.approx(np.mean([
         max(n for f in p for n in f) - min(n for f in p for n in f)
         for p in pickle.loads(data_file.read_bytes())["test"]]))
     assert all(0 <= row["overlap"] <= 1 for row in rows.values() if row["overlap"] is not None)
-    # the model's music is what `generate` writes with the same seed
+    # the model's music is what live playback's fast chain makes with the same seed
     from rnnrbm_studio.training.checkpoint import load_model
     model, _ = load_model(model_file)
-    first = model.generate(50, seed=3)
-    assert rows["notes per frame (polyphony)"]["model"] == pytest.approx(
-        np.mean(np.concatenate([first.sum(1), model.generate(50, seed=4).sum(1)])))
+    fast = [model.generate(50, seed=seed, gibbs_steps=25, start="prediction") for seed in (3, 4)]
+    assert rows["notes per frame (polyphony)"]["model"] == pytest.approx(np.mean(np.concatenate([f.sum(1) for f in fast])))
+    # --sampler exact: what `generate` writes with the same seed (the model's own steps from silence)
+    assert main(["stats", str(model_file), str(data_file), "--json", "--frames", "50", "--pieces", "2",
+                 "--seed", "3", "--sampler", "exact"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert (exact["sampler"], exact["gibbs_steps"]) == ("exact", 3)
+    exact_rows = {row["name"]: row for row in exact["statistics"]}
+    assert exact_rows["notes per frame (polyphony)"]["model"] == pytest.approx(
+        np.mean(np.concatenate([model.generate(50, seed=seed).sum(1) for seed in (3, 4)])))
     # a hotter sampler changes the music
     assert main(["stats", str(model_file), str(data_file), "--json", "--frames", "50", "--pieces", "2",
                  "--seed", "3", "--temperature", "3"]) == 0

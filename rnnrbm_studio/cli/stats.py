@@ -23,9 +23,10 @@ PLOTS_MISSING = ("plots skipped: matplotlib is not installed "
 def register(subparsers) -> None:
     st = subparsers.add_parser(
         "stats", help="compare the music a model writes with a corpus: density, range, keys, lengths, repeats",
-        description="Generates pieces as `generate` does (the model's Gibbs steps, from silence) and compares "
-                    "them with a split of DATA on listening statistics; per statistic the data's value, the "
-                    "model's, and the overlapping area of their two distributions (1 = the same).")
+        description="Generates pieces with the sampler live playback uses (fast: each frame's chain from the "
+                    "RNN's guess, 25 Gibbs steps; or exact: from silence, the model's own steps, as `generate`) "
+                    "and compares them with a split of DATA on listening statistics; per statistic the data's "
+                    "value, the model's, and the overlapping area of their two distributions (1 = the same).")
     st.add_argument("model", metavar="MODEL", help="a model file")
     st.add_argument("data", metavar="DATA", help="a benchmark .pickle, a MIDI folder or a MIDI file")
     st.add_argument("--split", choices=("train", "valid", "test"), default="test",
@@ -36,6 +37,11 @@ def register(subparsers) -> None:
                     help=f"pieces to generate (1..{MAX_PIECES}; default 3)")
     st.add_argument("--temperature", type=float_in(MIN_TEMPERATURE, MAX_TEMPERATURE), default=1.0,
                     help=f"sampling temperature ({MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}; 1 = the model)")
+    st.add_argument("--sampler", choices=("fast", "exact"), default="fast",
+                    help="fast (the default, as live playback): each frame's Gibbs chain starts at the RNN's guess "
+                         "and runs 25 steps; exact: from silence with the model's own steps, as `generate`")
+    st.add_argument("--gibbs-steps", type=int_in(1, 10_000), default=None,
+                    help="Gibbs steps per frame, 1..10,000 (default: the sampler's)")
     st.add_argument("--seed", type=int_in(0, SEED_MAX), default=0,
                     help=f"piece k is generated with seed + k, as `generate --seed` would (0..{SEED_MAX}; default 0)")
     st.add_argument("--plots", metavar="DIR", help="also draw the distributions into a PNG in this folder")
@@ -63,14 +69,19 @@ def stats_command(args: argparse.Namespace) -> int:
     if rolls[0].shape[1] != model.config.n_visible:
         raise StudioError(f"the model has {model.config.n_visible} keys but the data has {rolls[0].shape[1]}")
     started = time.perf_counter()
-    # the path `generate` takes: one piece per seed, at the model's own Gibbs steps
-    generated = [model.generate(args.frames, seed=args.seed + k, inverse_temperature=1.0 / args.temperature)
+    # one piece per seed, with the chain live playback would run (PlaybackSettings.chain)
+    from ..live.settings import SAMPLERS, PlaybackSettings
+
+    chain = PlaybackSettings(chain_start=SAMPLERS[args.sampler], gibbs_steps=args.gibbs_steps)
+    gibbs_steps, start = chain.chain(model.config.gibbs_steps)
+    generated = [model.generate(args.frames, seed=args.seed + k, gibbs_steps=gibbs_steps, start=start,
+                                inverse_temperature=1.0 / args.temperature)
                  for k in range(args.pieces)]
     seconds = time.perf_counter() - started
     statistics = compare(rolls, generated, settings.lowest_pitch)
     values = {"model": str(path), "data": str(args.data), "split": args.split, "data_pieces": len(rolls),
               "model_pieces": args.pieces, "frames_per_piece": args.frames, "temperature": args.temperature,
-              "gibbs_steps": model.config.gibbs_steps, "seed": args.seed,
+              "sampler": args.sampler, "gibbs_steps": gibbs_steps, "seed": args.seed,
               "ms_per_frame": round(1000 * seconds / (args.frames * args.pieces), 2),
               "statistics": [_plain(asdict(s)) for s in statistics]}
     if plot_file is not None:
@@ -114,7 +125,8 @@ def _draw(statistics, values: dict, file: Path) -> bool:
     figure = Figure(figsize=(12, 2.6 * rows), layout="constrained")
     FigureCanvasAgg(figure)
     figure.suptitle(f"{Path(values['model']).name}: {values['model_pieces']} pieces x {values['frames_per_piece']} "
-                    f"steps at temperature {values['temperature']:g}, {values['gibbs_steps']} Gibbs steps, against "
+                    f"steps at temperature {values['temperature']:g}, {values['sampler']} sampler, "
+                    f"{values['gibbs_steps']} Gibbs steps, against "
                     f"{Path(values['data']).name} ({values['split']}, {values['data_pieces']} pieces)")
     for index, statistic in enumerate(statistics):
         axes = figure.add_subplot(rows, columns, index + 1)
@@ -134,7 +146,7 @@ def _draw(statistics, values: dict, file: Path) -> bool:
 
 def format_table(values: dict) -> str:
     lines = [f"model: {values['model']} ({values['model_pieces']} pieces x {values['frames_per_piece']} steps, "
-             f"temperature {values['temperature']:g}, {values['gibbs_steps']} Gibbs steps, "
+             f"temperature {values['temperature']:g}, {values['sampler']} sampler, {values['gibbs_steps']} Gibbs steps, "
              f"{values['ms_per_frame']:.1f} ms per step)",
              f"data:  {values['data']} ({values['split']}: {values['data_pieces']} pieces)",
              "",
