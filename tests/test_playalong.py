@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import mido
@@ -120,7 +121,10 @@ class Along:
                                                      newer_than=self.clock.serial() - 1)
         expected = len(self.frames) + 1
         self.clock.advance_to(deadline)
+        give_up = time.monotonic() + 30  # real seconds: a frame that never comes fails, never hangs
         while True:  # until the scheduler has played and recorded it, and waits for the next one
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"frame {expected} never went out; waiting now: {self.clock.waiting()}")
             mark = self.clock.serial()
             self.frames += self.player.drain_played_frames()
             if len(self.frames) >= expected:
@@ -252,7 +256,10 @@ def test_the_recording_has_the_musician_and_the_model_on_two_tracks_and_keeps_te
     s.player.folder.note_on(s.clock.now(), 62)
     for _ in range(4):
         s.frame()
+    mark = s.clock.serial()
     s.player.update(PlaybackSettings(bpm=60, steps_per_beat=2, dynamics=False))
+    # the generator, woken by the tempo change, waits for the next frame's new deadline (not the old one)
+    s.clock.wait_until_waiting("generator", after=s.clock.now(), newer_than=mark)
     for _ in range(4):
         s.frame()
     s.player.stop()

@@ -130,6 +130,10 @@ class Generator:
         """New settings: frames due after the regeneration horizon are made again if how frames are
         made (Gibbs steps, temperature, seed) changed."""
         old, self._settings = self._settings, settings
+        if settings.frame_period != old.frame_period and self._playing_along_locked():
+            # the frame to decide next is due at another moment now: wake the generator waiting for
+            # the old one, or it would decide too early (slower) or too late (faster)
+            self._lock.notify_all()
         if settings.seed != old.seed:
             self._sampler = BernoulliSampler(settings.seed)
         elif ((settings.gibbs_steps, settings.temperature, settings.chain_start)
