@@ -81,7 +81,7 @@ class TrainingPlot(pg.PlotWidget):
         self.kept_sample = pg.PlotDataItem([], [], pen=self.kept_line.pen)
         self.reference_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(REFERENCE_COLOUR, width=1.5,
                                                                                     style=QtCore.Qt.PenStyle.DotLine),
-                                              label="", labelOpts={"position": 0.08, "color": REFERENCE_COLOUR})
+                                              label="", labelOpts={"position": 0.3, "color": REFERENCE_COLOUR})
         self.reference_sample = pg.PlotDataItem([], [], pen=self.reference_line.pen)
         self.reference: tuple[float, str] | None = None
         for item in (self.error_bars, self.main_curve, self.kept_line, self.reference_line):
@@ -95,7 +95,7 @@ class TrainingPlot(pg.PlotWidget):
         for item in (self.train_curve, self.valid_monitor_curve):
             self.secondary.addItem(item)
         # under the plot, in the plot item's own layout: it can never cover a point
-        self.legend = pg.LegendItem(colCount=2)
+        self.legend = pg.LegendItem(colCount=1)  # one column: the plot keeps its width at 1280x800
         plot.layout.addItem(self.legend, 4, 1)
         self.records: list[EpochRecord] = []
         self.planned_epochs = 0  # the running run's epochs: the axis spans them from the first point
