@@ -4,6 +4,7 @@ Every test fails if it leaves a Python thread running (the trainer, the player, 
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
@@ -20,6 +21,22 @@ SHARED_DATA = Path(os.environ.get("RNNRBM_STUDIO_SHARED_DATA", REPO.parent / "sh
 def _private_roll_cache(tmp_path_factory):
     os.environ["RNNRBM_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("roll-cache"))
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _garbage_collected_in_the_main_thread():
+    """As the app (ui/app.collect_garbage_in_this_thread): automatic garbage collection could destroy a
+    closed window's Qt objects in a worker thread and deadlock with the GUI thread; collect after each
+    test instead, in this thread (collect_garbage below)."""
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage():
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,21 @@ def create_application():
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(APP_NAME)
+    collect_garbage_in_this_thread(app)
     return app
+
+
+def collect_garbage_in_this_thread(app) -> None:
+    """Python's automatic garbage collection off, a timer of the GUI thread collecting instead.
+
+    Automatic collection runs in whichever thread allocates: a worker thread then destroys the Qt
+    objects of a closed window, holding Qt's lock while it waits for the GIL that the GUI thread holds
+    while it waits for that lock (seen: Export new bars hung for ever). pyqtgraph's GarbageCollector
+    does exactly this; it is kept on the application so it lives as long as it."""
+    import pyqtgraph as pg
+
+    if getattr(app, "_rnnrbm_garbage_collector", None) is None:
+        app._rnnrbm_garbage_collector = pg.GarbageCollector(interval=1.0)
 
 
 def run_app(model_path: str | None = None, screenshot: str | None = None) -> int:
