@@ -530,3 +530,19 @@ def test_closing_mid_export_cancels_it_and_writes_nothing(qtbot, window, tmp_pat
     window.close()  # cancels the export and waits for its thread
     assert not handle.thread_running() and not handle.is_running()
     assert not path.exists() and list(tmp_path.glob(".unfinished.mid*")) == []
+
+
+def test_the_application_collects_garbage_in_its_own_thread_only(qapp):
+    """Automatic collection is off and a GUI-thread timer collects (ui/app.collect_garbage_in_this_thread)."""
+    import gc
+
+    from rnnrbm_studio.ui.app import collect_garbage_in_this_thread
+
+    app = qapp
+    collect_garbage_in_this_thread(app)
+    try:
+        assert not gc.isenabled()
+        assert app._rnnrbm_garbage_collector.timer.isActive()
+    finally:
+        app._rnnrbm_garbage_collector.timer.stop()
+        app._rnnrbm_garbage_collector = None

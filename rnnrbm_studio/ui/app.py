@@ -39,10 +39,10 @@ def collect_garbage_in_this_thread(app) -> None:
     objects of a closed window, holding Qt's lock while it waits for the GIL that the GUI thread holds
     while it waits for that lock (seen: Export new bars hung for ever). pyqtgraph's GarbageCollector
     does exactly this; it is kept on the application so it lives as long as it."""
-    import pyqtgraph as pg
+    from pyqtgraph.util.garbage_collector import GarbageCollector
 
     if getattr(app, "_rnnrbm_garbage_collector", None) is None:
-        app._rnnrbm_garbage_collector = pg.GarbageCollector(interval=1.0)
+        app._rnnrbm_garbage_collector = GarbageCollector(interval=1.0)
 
 
 def run_app(model_path: str | None = None, screenshot: str | None = None) -> int:
