@@ -16,7 +16,7 @@ import mido
 import numpy as np
 
 from ..music.dynamics import velocities
-from ..music.midi_files import save_midi_atomically
+from ..music.midi_files import roll_track, save_midi_atomically
 from .settings import PlaybackSettings
 
 
@@ -137,30 +137,10 @@ class Recorder:
 
 def _track(roll: np.ndarray, strength: np.ndarray, ticks_per_step: int, settings: PlaybackSettings,
            lowest_pitch: int, head: list, extra: list) -> mido.MidiTrack:
-    """A roll as one track: consecutive frames of a key make one held note; `extra` are (tick, order,
-    message) to merge in (tempo changes, which go before the notes at their tick)."""
-    channel = settings.channel
-    events = list(extra)  # (tick, order, message): tempo, then note-offs, then note-ons at a tick
-    padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
-    padded[1:-1] = roll > 0
-    changes = np.diff(padded, axis=0)  # +1 at onsets, -1 at releases, frame index = row
-    for frame, key in zip(*np.nonzero(changes)):
-        pitch = int(key) + lowest_pitch
-        if changes[frame, key] > 0:
-            events.append((int(frame) * ticks_per_step, 2, mido.Message(
-                "note_on", note=pitch, velocity=int(strength[frame, key]), channel=channel)))
-        else:
-            events.append((int(frame) * ticks_per_step, 1, mido.Message(
-                "note_off", note=pitch, velocity=0, channel=channel)))
-    events.sort(key=lambda e: (e[0], e[1], getattr(e[2], "note", 0)))
-    track = mido.MidiTrack(head)
-    track.append(mido.Message("program_change", program=settings.program, channel=channel, time=0))
-    now = 0
-    for tick, _, message in events:
-        track.append(message.copy(time=tick - now))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(0, roll.shape[0] * ticks_per_step - now)))
-    return track
+    """A roll as one track on the player's channel and program; `extra` are (tick, 0, message) to merge in
+    (tempo changes, which go before the notes at their tick)."""
+    head = [*head, mido.Message("program_change", program=settings.program, channel=settings.channel, time=0)]
+    return roll_track(roll, strength, ticks_per_step, lowest_pitch, settings.channel, head, tuple(extra))
 
 
 __all__ = ["PlayedFrame", "Recorder"]

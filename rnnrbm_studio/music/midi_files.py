@@ -259,6 +259,33 @@ def _midi_to_roll(midi: mido.MidiFile, settings: RollSettings, name: str) -> Pia
                      source=name, notes=kept)
 
 
+def roll_track(roll: np.ndarray, strength: np.ndarray, ticks_per_step: int, lowest_pitch: int, channel: int,
+               head: list, extra: tuple = ()) -> mido.MidiTrack:
+    """A roll (T, keys) as one track after the messages `head`: consecutive frames of a key make one held
+    note, struck at strength[frame, key]. `extra` are (tick, 0, message) merged in before the notes of
+    their tick (tempo changes); at a tick note-offs come before note-ons."""
+    events = list(extra)  # (tick, order, message)
+    padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
+    padded[1:-1] = roll > 0
+    changes = np.diff(padded, axis=0)  # +1 at onsets, -1 at releases, frame index = row
+    for frame, key in zip(*np.nonzero(changes)):
+        pitch = int(key) + lowest_pitch
+        if changes[frame, key] > 0:
+            events.append((int(frame) * ticks_per_step, 2, mido.Message(
+                "note_on", note=pitch, velocity=int(strength[frame, key]), channel=channel)))
+        else:
+            events.append((int(frame) * ticks_per_step, 1, mido.Message(
+                "note_off", note=pitch, velocity=0, channel=channel)))
+    events.sort(key=lambda e: (e[0], e[1], getattr(e[2], "note", 0)))
+    track = mido.MidiTrack(head)
+    now = 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, roll.shape[0] * ticks_per_step - now)))
+    return track
+
+
 def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, *, bpm: float = DEFAULT_BPM,
                  steps_per_beat: int = 2, ticks_per_beat: int = 480, velocity: int = 80, channel: int = 0,
                  program: int = 0, lowest_pitch: int = LOWEST_PITCH, dynamics: bool = True) -> mido.MidiFile:
@@ -269,29 +296,9 @@ def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, *, bpm
     if ticks_per_beat % steps_per_beat:
         raise ValueError("ticks_per_beat must be a multiple of steps_per_beat")
     strength = velocities(roll, steps_per_beat, velocity, dynamics=dynamics)
-    ticks_per_step = ticks_per_beat // steps_per_beat
-    events = []  # (tick, order, message); note-offs sort before note-ons at the same tick
-    padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
-    padded[1:-1] = roll > 0
-    changes = np.diff(padded, axis=0)  # +1 at onsets, -1 at releases, frame index = row
-    for frame, key in zip(*np.nonzero(changes)):
-        pitch = int(key) + lowest_pitch
-        if changes[frame, key] > 0:
-            events.append((int(frame) * ticks_per_step, 1, mido.Message(
-                "note_on", note=pitch, velocity=int(strength[frame, key]), channel=channel)))
-        else:
-            events.append((int(frame) * ticks_per_step, 0, mido.Message(
-                "note_off", note=pitch, velocity=0, channel=channel)))
-    events.sort(key=lambda e: (e[0], e[1], e[2].note))
-    track = mido.MidiTrack()
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    track.append(mido.Message("program_change", program=program, channel=channel, time=0))
-    now = 0
-    for tick, _, message in events:
-        track.append(message.copy(time=tick - now))
-        now = tick
-    end_tick = roll.shape[0] * ticks_per_step
-    track.append(mido.MetaMessage("end_of_track", time=max(0, end_tick - now)))
+    head = [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+            mido.Message("program_change", program=program, channel=channel, time=0)]
+    track = roll_track(roll, strength, ticks_per_beat // steps_per_beat, lowest_pitch, channel, head)
     midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
     if path is not None:
