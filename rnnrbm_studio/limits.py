@@ -33,6 +33,7 @@ MODEL_FIELDS: dict[str, object] = {
     # the bundled model needs 1,000; generation holds steps x hidden noise in memory at once
     "gibbs_steps": (1, 10_000),
     "learned_u0": bool,
+    "recurrence": ("tanh", "gru"),
 }
 
 # TrainConfig. Learning rates are open at 0 (0 would train nothing). Earlier versions of the command

@@ -9,6 +9,10 @@ Training minimises the mean over frames of F(v_t) - F(v*_t), the CD-k negative s
 constant, so the gradient flows through the biases into the RNN, exactly as the Theano tutorial
 `rnnrbm.py` does. Shapes below: B sequences, T frames, V visible units (88 keys), H hidden units,
 R recurrent units.
+
+The recurrence can also be gated (recurrence="gru", recurrences.py): the same RBM, its biases from the
+same u_{t-1}, but u_t = (1 - z_t) n_t + z_t u_{t-1}, a memory that can hold a unit's value across bars.
+The paper's tanh stays the default and the benchmark row (docs/quality.md compares the two).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from .recurrences import GruRecurrence, TanhRecurrence
 from .sampling import BernoulliSampler
 
 # numpy's BLAS only multiplies tiny per-step matrices here (the RNN's backward pass); its worker
@@ -29,6 +34,7 @@ threadpool_limits(1, user_api="blas")
 
 LOWEST_PIANO_KEY = 21  # A0
 N_PIANO_KEYS = 88  # A0 .. C8 (MIDI 21..108)
+RECURRENCES = ("tanh", "gru")
 # frames of a batch on which the training monitor reconstructs the data when the negative chain
 # starts elsewhere (persistent chains): enough for an epoch's mean, a few percent of an update's time
 MONITOR_FRAMES = 64
@@ -49,6 +55,9 @@ class RnnRbmConfig:
     gibbs_steps: int = field(default=25, metadata={"help": "Gibbs steps per generated frame, stored with the model"})
     learned_u0: bool = field(default=False, metadata={
         "help": "learn the initial RNN state, which the tutorial holds at 0"})
+    recurrence: str = field(default="tanh", metadata={
+        "help": "the RNN's cell: tanh, the paper's, or gru, gated units that can hold a value for long "
+                "(docs/quality.md)"})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RnnRbmConfig":
@@ -73,8 +82,16 @@ class RnnRbm(nn.Module):
         self.Wuu = nn.Parameter(torch.randn(R, R) * 1e-4)
         self.bu = nn.Parameter(torch.zeros(R))
         self.u0 = nn.Parameter(torch.zeros(R)) if config.learned_u0 else None
+        if config.recurrence not in RECURRENCES:
+            raise ValueError(f"unknown recurrence {config.recurrence!r} (one of {', '.join(RECURRENCES)})")
+        self.gated = config.recurrence == "gru"
+        if self.gated:  # the update gate z and the reset gate r, side by side: [z | r]
+            self.Wvg = nn.Parameter(torch.randn(V, 2 * R) * 1e-4)
+            self.Wug = nn.Parameter(torch.randn(R, 2 * R) * 1e-4)
+            self.bg = nn.Parameter(torch.zeros(2 * R))
 
     PARAMETER_NAMES = ("W", "bv", "bh", "Wuh", "Wuv", "Wvu", "Wuu", "bu")
+    GATE_PARAMETER_NAMES = ("Wvg", "Wug", "bg")  # recurrence="gru" only
 
     # ----------------------------------------------------------------------------------- RNN
     def initial_state(self, batch_size: int | None = None) -> torch.Tensor:
@@ -85,8 +102,22 @@ class RnnRbm(nn.Module):
 
     def recurrence(self, v: torch.Tensor, u_start: torch.Tensor | None = None) -> torch.Tensor:
         """Run the RNN over frames. v: (B, T, V) -> u: (B, T, R), u[:, t] = u_{t+1} (after frame t)."""
-        inputs = torch.addmm(self.bu, v.reshape(-1, v.shape[-1]), self.Wvu).reshape(*v.shape[:2], -1)
-        return TanhRecurrence.apply(inputs, self._u_start(v, u_start), self.Wuu)
+        frames = v.reshape(-1, v.shape[-1])  # (B T, V)
+        inputs = torch.addmm(self.bu, frames, self.Wvu)  # (B T, R)
+        if self.gated:
+            inputs = torch.cat([torch.addmm(self.bg, frames, self.Wvg), inputs], dim=1)  # (B T, 3R): [z | r | n]
+            return GruRecurrence.apply(inputs.reshape(*v.shape[:2], -1), self._u_start(v, u_start),
+                                       torch.cat([self.Wug, self.Wuu], dim=1))
+        return TanhRecurrence.apply(inputs.reshape(*v.shape[:2], -1), self._u_start(v, u_start), self.Wuu)
+
+    def cell(self, u_prev: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One step of the recurrence in plain torch: u_t from u_{t-1} (B, R) and frame v_t (B, V)."""
+        candidate = torch.addmm(self.bu, v, self.Wvu)  # (B, R)
+        if not self.gated:
+            return torch.tanh(candidate + u_prev @ self.Wuu)
+        z, r = torch.sigmoid(torch.addmm(self.bg, v, self.Wvg) + u_prev @ self.Wug).chunk(2, dim=1)  # (B, R) each
+        n = torch.tanh(candidate + r * (u_prev @ self.Wuu))
+        return n + z * (u_prev - n)
 
     def _u_start(self, v: torch.Tensor, u_start: torch.Tensor | None) -> torch.Tensor:
         """u_0 for each sequence of v: (B, R)."""
@@ -101,7 +132,7 @@ class RnnRbm(nn.Module):
         u_prev = self._u_start(v, u_start)
         outputs = []
         for t in range(T):
-            u_prev = torch.tanh(self.bu + v[:, t] @ self.Wvu + u_prev @ self.Wuu)
+            u_prev = self.cell(u_prev, v[:, t])
             outputs.append(u_prev)
         return torch.stack(outputs, dim=1)
 
@@ -257,7 +288,7 @@ class RnnRbm(nn.Module):
     @torch.no_grad()
     def advance(self, u_prev: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """u_t from u_{t-1} and frame v_t. (B, R), (B, V) -> (B, R)."""
-        return torch.tanh(torch.addmm(self.bu + u_prev @ self.Wuu, v, self.Wvu))
+        return self.cell(u_prev, v.to(u_prev.dtype))
 
     @torch.no_grad()
     def step(self, state: torch.Tensor, sampler: BernoulliSampler | None = None, gibbs_steps: int | None = None,
@@ -300,7 +331,11 @@ class RnnRbm(nn.Module):
 
     # ---------------------------------------------------------------------------- utilities
     def tutorial_arrays(self) -> dict[str, np.ndarray]:
-        """The eight parameters in the tutorial's orientation (v @ W), float64."""
+        """The eight parameters in the tutorial's orientation (v @ W), float64. Only the tanh RNN is the
+        tutorial's: a gated model has no such arrays."""
+        if self.gated:
+            raise ValueError("a model with the gated (gru) recurrence has no Theano-tutorial parameters: "
+                             "only tanh models can be exported for the tutorial's code")
         return {name: getattr(self, name).detach().double().numpy().copy() for name in self.PARAMETER_NAMES}
 
     def n_parameters(self) -> int:
@@ -346,46 +381,3 @@ class FreeEnergyGap(torch.autograd.Function):
         grad_bv = (v_sample - v) * scale  # (N, V)
         grad_w = torch.cat([v, v_sample]).t() @ signed if ctx.needs_input_grad[4] else None
         return None, None, grad_bv, grad_bh, grad_w
-
-
-class TanhRecurrence(torch.autograd.Function):
-    """u_t = tanh(x_t + u_{t-1} Wuu) over t, with a hand-written backward pass through time.
-
-    The loop runs in numpy: at one 100-frame subsequence per update, per-operation overhead is
-    what costs, and numpy's is several times lower than autograd's. Weight gradients are taken
-    in one matrix product after the loop. x: (B, T, R), u_start: (B, R), Wuu: (R, R) -> (B, T, R).
-    """
-
-    @staticmethod
-    def forward(ctx, x, u_start, Wuu):
-        x_np = x.detach().transpose(0, 1).contiguous().numpy()  # (T, B, R)
-        w = Wuu.detach().numpy()
-        u = np.empty_like(x_np)
-        u_prev = u_start.detach().numpy()
-        for t in range(x_np.shape[0]):
-            np.dot(u_prev, w, out=u[t])
-            u[t] += x_np[t]
-            np.tanh(u[t], out=u[t])
-            u_prev = u[t]
-        ctx.save_for_backward(u_start, Wuu)
-        ctx.u = u
-        return torch.from_numpy(u).transpose(0, 1)
-
-    @staticmethod
-    def backward(ctx, grad_u):
-        u_start, Wuu = ctx.saved_tensors
-        u = ctx.u  # (T, B, R)
-        g = grad_u.transpose(0, 1).contiguous().numpy()  # (T, B, R)
-        w_t = Wuu.detach().numpy().T
-        grad_a = 1.0 - u * u  # tanh's derivative at every step at once; then, in place, the gradient
-        carry = np.zeros_like(u[0])  # at the tanh input of each step (two operations a step)
-        for t in range(u.shape[0] - 1, -1, -1):
-            a = grad_a[t]
-            a *= g[t] + carry
-            carry = a @ w_t
-        u_start_np = u_start.detach().numpy()
-        u_prev = np.concatenate([u_start_np[None], u[:-1]], axis=0)  # (T, B, R)
-        R = u.shape[-1]
-        grad_w = u_prev.reshape(-1, R).T @ grad_a.reshape(-1, R)
-        grad_x = torch.from_numpy(grad_a).transpose(0, 1)
-        return grad_x, torch.from_numpy(carry), torch.from_numpy(grad_w)

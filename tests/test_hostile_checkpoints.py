@@ -283,7 +283,9 @@ def test_the_bundled_model_loads_unchanged():
     assert raw["version"] == 1
     checkpoint = load_checkpoint(path)
     assert checkpoint.training_problem is None and checkpoint.training is not None
-    assert checkpoint.model_config.to_dict() == raw["model_config"]
+    # written before the recurrence option: a file that names none holds the paper's tanh RNN
+    assert "recurrence" not in raw["model_config"]
+    assert checkpoint.model_config.to_dict() == {**raw["model_config"], "recurrence": "tanh"}
     assert checkpoint.data.roll_settings.to_dict() == raw["roll_settings"]
     assert checkpoint.data.description == raw["data"]
     assert [record.to_dict() for record in checkpoint.history] == raw["history"]

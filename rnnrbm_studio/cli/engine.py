@@ -127,6 +127,9 @@ def export_params_command(args: argparse.Namespace) -> int:
     from ..training.checkpoint import load_model
 
     model, _ = load_model(args.model)
+    if model.gated:
+        raise StudioError(f"{args.model} has the gated (gru) recurrence: only models with the paper's tanh RNN "
+                          "can be exported as the Theano tutorial's parameters")
     arrays = model.tutorial_arrays()
     out = Path(args.out)
     check_output_file(out, not_over=Path(args.model))

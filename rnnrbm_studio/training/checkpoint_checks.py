@@ -96,6 +96,8 @@ def weight_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
               "bu": (R,)}
     if config.get("learned_u0"):
         shapes["u0"] = (R,)
+    if config.get("recurrence") == "gru":
+        shapes.update(Wvg=(V, 2 * R), Wug=(R, 2 * R), bg=(2 * R,))
     return shapes
 
 

@@ -69,7 +69,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata=_help(
         "decoupled decay of W each update, times the learning rate"))
     rnn_weight_decay: float = field(default=0.0, metadata=_help(
-        "decay of the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu) each update, times the RNN's learning rate"))
+        "decay of the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu; a gru's Wvg, Wug too) each update, times the RNN's learning rate"))
     # the average is what is validated, selected and kept as the model; the raw weights go on training
     average: float = field(default=0.0, metadata=_help(
         "keep a moving average of the weights with this decay per update, e.g. 0.999, and validate, select "

@@ -24,7 +24,7 @@ from .progress import Clock, UpdateTimer, count_of
 
 log = logging.getLogger(__name__)
 
-RNN_PRETRAIN_PARAMETERS = ("bv", "Wuv", "Wvu", "Wuu", "bu", "u0")
+RNN_PRETRAIN_PARAMETERS = ("bv", "Wuv", "Wvu", "Wuu", "bu", "u0", "Wvg", "Wug", "bg")
 
 Batches = Callable[[], list]  # () -> [(batch (B, T, V), mask (B, T) or None)], one epoch, shuffled
 REPORT_INTERVAL_S = 0.1  # progress at most this often within an epoch (and at every epoch's end)
@@ -86,7 +86,10 @@ def pretrain_rnn(model: RnnRbm, epoch_batches: Batches, epochs: int, lr: float, 
         # Wvu's goes through the tiny Wuv. Start where gradients flow (scaled like 1/sqrt(fan-in)).
         generator = torch.Generator().manual_seed(seed)
         R = model.config.n_hidden_recurrent
-        for name, scale in (("Wvu", 1 / math.sqrt(8.0)), ("Wuu", 1 / math.sqrt(R)), ("Wuv", 1 / math.sqrt(R))):
+        scales = {"Wvu": 1 / math.sqrt(8.0), "Wuu": 1 / math.sqrt(R), "Wuv": 1 / math.sqrt(R)}
+        if model.gated:  # the gates read the same inputs as the candidate
+            scales.update(Wvg=1 / math.sqrt(8.0), Wug=1 / math.sqrt(R))
+        for name, scale in scales.items():
             weight = getattr(model, name)
             weight.copy_(torch.randn(weight.shape, generator=generator) * scale)
     params = {n: p for n, p in model.named_parameters() if n in RNN_PRETRAIN_PARAMETERS}

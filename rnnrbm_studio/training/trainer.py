@@ -39,7 +39,8 @@ from .state import resume_trainer, save_trainer, training_checkpoint
 
 log = logging.getLogger(__name__)
 
-RNN_PARAMETERS = ("Wuh", "Wuv", "Wvu", "Wuu", "bu", "u0")
+RNN_PARAMETERS = ("Wuh", "Wuv", "Wvu", "Wuu", "bu", "u0", "Wvg", "Wug", "bg")
+RNN_DECAYED_WEIGHTS = ("Wuh", "Wuv", "Wvu", "Wuu", "Wvg", "Wug")  # --rnn-weight-decay's: matrices, not biases
 
 
 def build_model(config: RnnRbmConfig, seed: int) -> RnnRbm:
@@ -321,8 +322,9 @@ class Trainer:
                 self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * config.weight_decay)
             if config.rnn_weight_decay:
                 shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * config.rnn_weight_decay
-                for name in ("Wuh", "Wuv", "Wvu", "Wuu"):
-                    getattr(self.model, name).mul_(shrink)
+                for name in RNN_DECAYED_WEIGHTS:
+                    if hasattr(self.model, name):
+                        getattr(self.model, name).mul_(shrink)
         # one reduction instead of two small operations per parameter (a NaN or an infinity in any
         # weight makes the sum non-finite; a finite sum can overflow only for weights beyond 1e33)
         if not math.isfinite(float(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum())):
