@@ -255,6 +255,30 @@ def test_play_streams_frames_to_the_port_and_the_piano_roll(qtbot, window):
     assert any(m.type == "control_change" and m.control == 123 for m in sent)  # All Notes Off
 
 
+def test_a_gru_model_opens_says_so_and_plays(qtbot, tmp_path):
+    """A model with the gated recurrence (--recurrence gru) is a model like any other to the window."""
+    model = RnnRbm(RnnRbmConfig(n_hidden=16, n_hidden_recurrent=8, cd_k=1, gibbs_steps=5, recurrence="gru"))
+    with torch.no_grad():
+        model.bv.fill_(-1.0)  # a few keys on in most frames
+    path = tmp_path / "gated.pt"
+    save_checkpoint(path, model_checkpoint(model))
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    provider = FakePortProvider()
+    main = MainWindow(settings, path, port_provider=provider, models_dir=tmp_path / "models")
+    qtbot.addWidget(main)
+    main.show()
+    try:
+        assert "gated.pt (16/8 gru" in main.model_label.text()
+        main.live_panel.bpm.setValue(400)
+        main.playback.toggle_play()
+        qtbot.waitUntil(lambda: main.piano_roll.frames_pushed >= 8, timeout=20_000)
+        main.playback.toggle_play()
+        assert any(m.type == "note_on" and m.velocity > 0 for m in provider.opened[-1].messages)
+    finally:
+        main.close()
+    assert_no_qt_leaks(main)
+
+
 def test_export_session_and_new_bars(qtbot, window, tmp_path):
     window.live_panel.bpm.setValue(400)
     window.playback.toggle_play()

@@ -169,6 +169,7 @@ class MainWindow(QtWidgets.QMainWindow):
         name = path.name if path else "untrained"
         epochs = checkpoint.training.progress.epochs_completed if checkpoint.training else None
         self.model_label.setText(f"Model: {name} ({config.n_hidden}/{config.n_hidden_recurrent}"
+                                 + (f" {config.recurrence}" if config.recurrence != "tanh" else "")
                                  + (f", {epochs} epoch{'' if epochs == 1 else 's'}" if epochs else "") + ")")
         self.training_panel.checkpoint_label.setText(f"Model file: {path}" if path else "Model not saved yet")
         self._update_training_buttons()
