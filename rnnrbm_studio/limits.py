@@ -65,6 +65,7 @@ TRAIN_FIELDS: dict[str, object] = {
     "cd_start": ("data", "persistent", "previous", "silence"),
     "weight_decay": (0.0, 100.0),
     "rnn_weight_decay": (0.0, 100.0),
+    "rnn_input_dropout": (0.0, 0.9),
     "average": (0.0, 1.0),
 }
 TRAIN_OPTIONAL = {"grad_clip", "patience", "threads"}

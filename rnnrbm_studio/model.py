@@ -182,7 +182,7 @@ class RnnRbm(nn.Module):
     # ------------------------------------------------------------------------------ training
     def cd_loss(self, v: torch.Tensor, sampler: BernoulliSampler, mask: torch.Tensor | None = None,
                 k: int | None = None, chain_start: str | torch.Tensor = "data", record: dict | None = None,
-                monitor_sampler: BernoulliSampler | None = None):
+                monitor_sampler: BernoulliSampler | None = None, rnn_input: torch.Tensor | None = None):
         """CD-k cost and the tutorial's monitor for a batch of subsequences.
 
         v: (B, T, V) binary, mask: (B, T) with 1 for real frames (padding after the end).
@@ -196,10 +196,12 @@ class RnnRbm(nn.Module):
         does not start at the data, its end says nothing about reconstructing the data, so the monitor
         runs its own k steps from the data on MONITOR_FRAMES evenly spaced frames, drawing from
         monitor_sampler (default: sampler): the same measure as on the valid split.
+        rnn_input: (B, T, V), what the RNN reads in place of v (v with keys dropped out); the RBMs still
+        model v.
         """
         k = self.config.cd_k if k is None else k
         B, T, V = v.shape
-        bv_t, bh_t, _ = self.conditional_biases(v)
+        bv_t, bh_t, _ = self.conditional_biases(v if rnn_input is None else rnn_input)
         v_flat = v.reshape(B * T, V)
         bv_flat = bv_t.reshape(B * T, V)
         bh_flat = bh_t.reshape(B * T, -1)

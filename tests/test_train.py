@@ -510,3 +510,54 @@ def test_key_shift_steps_of_twelve_move_pieces_by_whole_octaves():
         trainer._epoch_batches()
         shifts |= {shift for group in trainer._batch_chunks for *_, shift in group}
     assert shifts == {-12, 0, 12}
+
+
+def test_rnn_input_dropout_hides_keys_from_the_rnn_only(monkeypatch):
+    """--rnn-input-dropout p: the RNN reads each frame with keys dropped at rate p and the rest scaled by
+    1 / (1 - p); the RBM's data term is the whole frame; p = 0 draws nothing (runs stay as they were)."""
+    rolls = arpeggios(n=2, frames=40)
+    config = TrainConfig(epochs=1, batch_seqs=2, rnn_input_dropout=0.5)
+    trainer = Trainer(small_model(), rolls, (), config)
+    seen = []
+    original = trainer.model.cd_loss
+
+    def recording(batch, *args, **kwargs):
+        seen.append((batch.clone(), kwargs.get("rnn_input")))
+        return original(batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "cd_loss", recording)
+    trainer.run()
+    assert seen
+    batch, rnn_input = seen[0]
+    assert rnn_input is not None and rnn_input.shape == batch.shape
+    assert set(torch.unique(rnn_input).tolist()) <= {0.0, 2.0}
+    assert torch.equal(rnn_input > 0, (batch > 0) & (rnn_input > 0))  # only keys down can be read
+    kept = float((rnn_input > 0).sum() / (batch > 0).sum())
+    assert 0.4 < kept < 0.6, kept
+
+    plain = Trainer(small_model(), rolls, (), replace(config, rnn_input_dropout=0.0))
+    plain_seen = []
+    plain_original = plain.model.cd_loss
+    monkeypatch.setattr(plain.model, "cd_loss",
+                        lambda batch, *a, **k: plain_seen.append(k.get("rnn_input")) or plain_original(batch, *a, **k))
+    plain.run()
+    assert plain_seen and all(x is None for x in plain_seen)
+    reference = Trainer(small_model(), rolls, (), replace(config, rnn_input_dropout=0.0))
+    reference.run()
+    for name, weight in reference.model.state_dict().items():
+        torch.testing.assert_close(plain.model.state_dict()[name], weight, rtol=0, atol=0)
+
+
+def test_cd_cost_with_an_rnn_input_conditions_on_it_but_models_the_frames():
+    model = small_model()
+    with torch.no_grad():  # the RNN's weights large enough that what it reads shows in the biases
+        for name in ("Wvu", "Wuu", "Wuv", "Wuh"):
+            getattr(model, name).mul_(1000.0)
+    rolls = torch.as_tensor(np.stack([arpeggio_roll(12, chord) for chord in CHORDS[:2]]), dtype=torch.float32)
+    cost_same, _ = model.cd_loss(rolls, BernoulliSampler(3), rnn_input=rolls.clone())
+    cost_plain, _ = model.cd_loss(rolls, BernoulliSampler(3))
+    assert float(cost_same.detach()) == float(cost_plain.detach())
+    cost_silent, _ = model.cd_loss(rolls, BernoulliSampler(3), rnn_input=torch.zeros_like(rolls))
+    bv_silent, _, _ = model.conditional_biases(torch.zeros_like(rolls))
+    assert float(cost_silent.detach()) != float(cost_plain.detach())
+    assert not torch.allclose(bv_silent, model.conditional_biases(rolls)[0])

@@ -296,8 +296,12 @@ class Trainer:
         config = self.config
         chain_start = self.chains.starts(self._batch_chunks[index], batch.shape) if self.chains else config.cd_start
         record = {} if self.chains else None
+        rnn_input = None
+        if config.rnn_input_dropout:  # inverted dropout: the RNN's expected input is the frame itself
+            keep = self.sampler.uniform(tuple(batch.shape), batch.dtype).ge_(config.rnn_input_dropout)
+            rnn_input = batch * keep / (1.0 - config.rnn_input_dropout)
         cost, monitor = self.model.cd_loss(batch, self.sampler, mask, chain_start=chain_start, record=record,
-                                           monitor_sampler=self.monitor_sampler)
+                                           monitor_sampler=self.monitor_sampler, rnn_input=rnn_input)
         if self.chains:
             self.chains.keep(self._batch_chunks[index], mask, record["negative"])
         if not (math.isfinite(float(cost.detach())) and math.isfinite(monitor)):
