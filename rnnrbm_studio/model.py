@@ -12,7 +12,8 @@ R recurrent units.
 
 The recurrence can also be gated (recurrence="gru", recurrences.py): the same RBM, its biases from the
 same u_{t-1}, but u_t = (1 - z_t) n_t + z_t u_{t-1}, a memory that can hold a unit's value across bars.
-The paper's tanh stays the default and the benchmark row (docs/quality.md compares the two).
+The paper's tanh stays the default and the benchmark row: the gated one measured worse (docs/quality.md,
+round five) and stays an engine option only, so the comparison can be run again.
 """
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ class RnnRbmConfig:
     learned_u0: bool = field(default=False, metadata={
         "help": "learn the initial RNN state, which the tutorial holds at 0"})
     recurrence: str = field(default="tanh", metadata={
-        "help": "the RNN's cell: tanh, the paper's, or gru, gated units that can hold a value for long "
-                "(docs/quality.md)"})
+        "help": "the RNN's cell: tanh, the paper's, or gru, gated units that can hold a value for long; gru "
+                "measured worse on both benchmarks' valid splits and no better on repetition (docs/quality.md, "
+                "round five), so the window does not offer it"})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RnnRbmConfig":

@@ -72,7 +72,8 @@ class TrainConfig:
         "decay of the RNN's weight matrices (Wuh, Wuv, Wvu, Wuu; a gru's Wvg, Wug too) each update, times the RNN's learning rate"))
     rnn_input_dropout: float = field(default=0.0, metadata=_help(
         "during CD training, hide each key of the frames the RNN reads with this probability (the rest scaled "
-        "by 1 / (1 - p)); the RBM still learns every key: a regulariser for the RNN, the part that overfits"))
+        "by 1 / (1 - p)); the RBM still learns every key: a regulariser for the RNN, the part that overfits; "
+        "0.2 and 0.4 measured worse on Nottingham (docs/quality.md, round five), so no recipe uses it"))
     # the average is what is validated, selected and kept as the model; the raw weights go on training
     average: float = field(default=0.0, metadata=_help(
         "keep a moving average of the weights with this decay per update, e.g. 0.999, and validate, select "
