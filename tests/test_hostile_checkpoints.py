@@ -293,7 +293,10 @@ def test_the_bundled_model_loads_unchanged():
             checkpoint.saved_at) == (raw["evaluation"], raw["candidates"], raw["recipe"], raw["history_note"],
                                      raw["saved_at"])
     training = checkpoint.training
-    assert training.train_config.to_dict() == raw["train_config"] and training.progress.to_dict() == raw["progress"]
+    # and before --rnn-input-dropout: its default, off, stands in
+    assert "rnn_input_dropout" not in raw["train_config"]
+    assert training.train_config.to_dict() == {**raw["train_config"], "rnn_input_dropout": 0.0}
+    assert training.progress.to_dict() == raw["progress"]
     assert training.pretraining == raw["pretraining"] and training.optimizer_state is None  # (removed: see its recipe)
     assert checkpoint.extras == {"saved_at_original": raw["saved_at_original"]}  # a key of its own, kept
     for name, value in raw["model_state"].items():
