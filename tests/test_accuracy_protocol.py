@@ -6,13 +6,14 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
-from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
+from rnnrbm_studio.model import BernoulliSampler, RnnRbm
 from rnnrbm_studio.quality.accuracy import (BOTH_EMPTY_SCORE, accuracy_counts, accuracy_from_counts,
                                             author_accuracy, frame_accuracies)
 from rnnrbm_studio.quality.ais import log_likelihood
 from rnnrbm_studio.quality.frames import conditional_frames
+
+from model_fixtures import random_weights_model
 
 V, H, R = 5, 4, 3
 ALL_V = np.array(list(itertools.product([0, 1], repeat=V)), dtype=np.float64)  # (32, V)
@@ -45,12 +46,7 @@ def test_the_author_averages_frames_where_pooling_sums_counts():
 
 # ------------------------------------------------------------------ samplers against enumeration
 def tiny_model(seed: int = 3, scale: float = 2.0) -> RnnRbm:
-    torch.manual_seed(seed)
-    model = RnnRbm(RnnRbmConfig(n_visible=V, n_hidden=H, n_hidden_recurrent=R))
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn_like(parameter) * scale)
-    return model
+    return random_weights_model(seed, scale, n_visible=V, n_hidden=H, n_hidden_recurrent=R)
 
 
 def exact_author_accuracy(model: RnnRbm, frames) -> np.ndarray:

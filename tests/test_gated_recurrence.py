@@ -21,18 +21,15 @@ from rnnrbm_studio.training.checkpoint import (CheckpointError, load_checkpoint,
                                                save_checkpoint)
 
 from midi_fixtures import write_arpeggio_corpus
+from model_fixtures import random_weights_model
 
 V, H, R = 88, 6, 5
 
 
 def gru_model(seed: int = 0, scale: float = 0.8, **config) -> RnnRbm:
     """A float64 gru model with weights large enough that the gates are far from one half."""
-    torch.manual_seed(seed)
-    model = RnnRbm(RnnRbmConfig(n_hidden=H, n_hidden_recurrent=R, recurrence="gru", **config)).double()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn_like(parameter) * scale)
-    return model
+    return random_weights_model(seed, scale, torch.float64, n_hidden=H, n_hidden_recurrent=R, recurrence="gru",
+                                **config)
 
 
 def rolls(batch: int, frames: int, seed: int = 1, p: float = 0.1) -> torch.Tensor:

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from rnnrbm_studio.model import BernoulliSampler, RnnRbm, RnnRbmConfig
+from rnnrbm_studio.model import BernoulliSampler, RnnRbm
 from rnnrbm_studio.quality.ais import exact_log_partition
 from rnnrbm_studio.quality.frames import Frames, conditional_frames
 from rnnrbm_studio.quality.harmonisation import (clamped_log_likelihoods, clamped_rbm, cluster_se, draw_frames,
                                                  frame_log_likelihoods, harmonisation, lower_voices,
                                                  repeat_baseline, soprano_clamp, soprano_keys)
+
+from model_fixtures import random_weights_model
 
 V, H, R = 5, 4, 3
 ALL_V = np.array(list(itertools.product([0, 1], repeat=V)), dtype=np.float64)  # (32, V)
@@ -25,12 +27,7 @@ JSB = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "
 
 def small_model(seed: int = 0, scale: float = 1.0) -> RnnRbm:
     """float32 (what the measures run in), weights large enough that the clamp matters."""
-    torch.manual_seed(seed)
-    model = RnnRbm(RnnRbmConfig(n_visible=V, n_hidden=H, n_hidden_recurrent=R))
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn_like(parameter) * scale)
-    return model
+    return random_weights_model(seed, scale, n_visible=V, n_hidden=H, n_hidden_recurrent=R)
 
 
 def exact_log_conditional(model: RnnRbm, bv: np.ndarray, bh: np.ndarray, frame: np.ndarray,

@@ -15,6 +15,8 @@ from torch.func import functional_call
 
 from rnnrbm_studio.model import BernoulliSampler, FreeEnergyGap, RnnRbm, RnnRbmConfig, TanhRecurrence
 
+from model_fixtures import random_weights_model
+
 V, H, R = 5, 4, 3
 ALL_V = np.array(list(itertools.product([0, 1], repeat=V)), dtype=np.float64)  # (32, V)
 ALL_H = np.array(list(itertools.product([0, 1], repeat=H)), dtype=np.float64)  # (16, H)
@@ -30,13 +32,8 @@ def softplus(x):
 
 def tiny_model(seed: int = 0, learned_u0: bool = False, scale: float = 0.8, **config) -> RnnRbm:
     """A float64 model with weights large enough that every term matters (the init is ~1e-2)."""
-    torch.manual_seed(seed)
-    model = RnnRbm(RnnRbmConfig(n_visible=V, n_hidden=H, n_hidden_recurrent=R, learned_u0=learned_u0,
-                                **config)).double()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn_like(parameter) * scale)
-    return model
+    return random_weights_model(seed, scale, torch.float64, n_visible=V, n_hidden=H, n_hidden_recurrent=R,
+                                learned_u0=learned_u0, **config)
 
 
 def random_rolls(batch: int, frames: int, seed: int = 1, p: float = 0.4) -> torch.Tensor:
