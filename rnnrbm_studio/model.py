@@ -93,7 +93,6 @@ class RnnRbm(nn.Module):
             self.bg = nn.Parameter(torch.zeros(2 * R))
 
     PARAMETER_NAMES = ("W", "bv", "bh", "Wuh", "Wuv", "Wvu", "Wuu", "bu")
-    GATE_PARAMETER_NAMES = ("Wvg", "Wug", "bg")  # recurrence="gru" only
 
     # ----------------------------------------------------------------------------------- RNN
     def initial_state(self, batch_size: int | None = None) -> torch.Tensor:

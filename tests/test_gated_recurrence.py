@@ -151,3 +151,28 @@ def test_train_with_the_gru_option_then_generate_and_export_params_refuses(tmp_p
                               capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parent.parent)
     assert exported.returncode != 0 and "Traceback" not in exported.stderr
     assert "gated (gru) recurrence" in exported.stderr and not (tmp_path / "p.npz").exists()
+
+
+def test_the_gates_train_at_the_rnn_s_rate_and_their_matrices_take_the_rnn_s_decay():
+    from dataclasses import replace
+
+    from rnnrbm_studio.training.trainer import TrainConfig, Trainer
+    from midi_fixtures import arpeggio_roll
+
+    rolls = [arpeggio_roll(40, (60, 64, 67)), arpeggio_roll(40, (62, 65, 69))]
+    config = TrainConfig(epochs=1, optimizer="adam", learning_rate=0.01, batch_seqs=2, rnn_lr_scale=0.5)
+
+    def trained(**changes) -> Trainer:
+        torch.manual_seed(0)
+        trainer = Trainer(RnnRbm(RnnRbmConfig(n_hidden=8, n_hidden_recurrent=4, cd_k=2, recurrence="gru")),
+                          rolls, (), replace(config, **changes))
+        trainer.run()
+        return trainer
+
+    plain, decayed = trained(), trained(rnn_weight_decay=0.5)
+    rnn_group = {id(p) for p in plain.optimizer.param_groups[1]["params"]}
+    assert {id(getattr(plain.model, name)) for name in ("Wvg", "Wug", "bg")} <= rnn_group
+    for name in ("Wvg", "Wug"):  # at the RNN's learning rate, 0.005
+        torch.testing.assert_close(getattr(decayed.model, name), getattr(plain.model, name) * (1 - 0.005 * 0.5),
+                                   rtol=1e-6, atol=0)
+    torch.testing.assert_close(decayed.model.bg, plain.model.bg, rtol=0, atol=0)  # biases are not decayed
