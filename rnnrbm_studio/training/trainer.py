@@ -76,6 +76,8 @@ class Trainer:
                  progress: Callable[[TrainProgress], None] | None = None, progress_interval: float = 0.1,
                  data_description: str = "", clock: Clock = time.monotonic):
         self.model = model
+        # the weights --rnn-weight-decay shrinks after each update (a gated model's gates among them)
+        self._rnn_decayed = [p for name, p in model.named_parameters() if name in RNN_DECAYED_WEIGHTS]
         self.config = config or TrainConfig()
         self.train_rolls = [np.asarray(r, dtype=np.uint8) for r in train_rolls if len(r)]
         self.valid_rolls = [torch.as_tensor(np.asarray(r), dtype=torch.float32) for r in valid_rolls if len(r)]
@@ -326,9 +328,7 @@ class Trainer:
                 self.model.W.mul_(1.0 - self.optimizer.param_groups[0]["lr"] * config.weight_decay)
             if config.rnn_weight_decay:
                 shrink = 1.0 - self.optimizer.param_groups[1]["lr"] * config.rnn_weight_decay
-                for name in RNN_DECAYED_WEIGHTS:
-                    if hasattr(self.model, name):
-                        getattr(self.model, name).mul_(shrink)
+                torch._foreach_mul_(self._rnn_decayed, shrink)
         # one reduction instead of two small operations per parameter (a NaN or an infinity in any
         # weight makes the sum non-finite; a finite sum can overflow only for weights beyond 1e33)
         if not math.isfinite(float(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum())):
